@@ -1,0 +1,186 @@
+"""The public verbs: prune, export, profile. The CLI is a thin layer over these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgeprune.errors import EdgepruneError
+from edgeprune.models import Detector, load_model
+from edgeprune.profiling import LatencyStats, Verdict, collect_environment, judge, measure
+from edgeprune.pruning import PruneReport, prune_detector
+from edgeprune.report import build_report, model_block, write_report
+from edgeprune.runtimes import get_runtime
+from edgeprune.runtimes.base import ExportResult
+from edgeprune.targets import Target, load_target
+
+
+def resolve_target(target: Target | str | Path, **overrides: Any) -> Target:
+    """A Target from an object, a shipped name or a YAML path, with non-None overrides applied."""
+    t = target if isinstance(target, Target) else load_target(target)
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return t.with_overrides(**changes) if changes else t
+
+
+def dataset_classes(data: str | Path) -> int:
+    """Number of classes declared by an Ultralytics data.yaml (read without Ultralytics)."""
+    path = Path(data)
+    if not path.is_file():
+        raise EdgepruneError(f"dataset file not found: {data} (edgeprune never downloads datasets)")
+    info = yaml.safe_load(path.read_text()) or {}
+    if "nc" in info:
+        return int(info["nc"])
+    names = info.get("names")
+    if names is None:
+        raise EdgepruneError(f"{data}: neither 'nc' nor 'names' is set")
+    return len(names)
+
+
+def _load(model: Any, data: str | Path | None) -> Detector:
+    nc = dataset_classes(data) if data is not None else None
+    return load_model(model, nc=nc)
+
+
+@dataclass
+class PruneOutcome:
+    detector: Detector
+    report: PruneReport
+    checkpoint: Path | None = None
+    baseline_metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    report_path: Path | None = None
+
+
+def prune(
+    model: Any,
+    target: Target | str | Path,
+    *,
+    ratio: float,
+    importance: str = "l2",
+    data: str | Path | None = None,
+    epochs: int = 0,
+    imgsz: int | None = None,
+    batch: int = 16,
+    out: str | Path = "edgeprune-out",
+    dry_run: bool = False,
+    evaluate: bool = True,
+    train_overrides: dict[str, Any] | None = None,
+) -> PruneOutcome:
+    """Prune ``model`` by ``ratio`` with the target's channel alignment, optionally fine-tune.
+
+    Writes ``OUT/pruned.pt`` (loadable by ``ultralytics.YOLO``) and ``OUT/prune.json``. With
+    ``data``, mAP is measured before and after; ``epochs > 0`` fine-tunes on ``data``.
+    """
+    t = resolve_target(target, imgsz=imgsz)
+    if epochs > 0 and data is None:
+        raise EdgepruneError("fine-tuning (--epochs > 0) needs --data DATA.yaml")
+    detector = _load(model, data)
+    measure_acc = data is not None and evaluate and not dry_run
+    baseline_metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch) if measure_acc else {}
+    report = prune_detector(
+        detector, ratio=ratio, importance=importance, round_to=t.round_to, imgsz=t.imgsz, dry_run=dry_run
+    )
+    outcome = PruneOutcome(detector, report, baseline_metrics=baseline_metrics)
+    if dry_run:
+        return outcome
+    out = Path(out)
+    if epochs > 0:
+        detector.train(
+            data, epochs=epochs, imgsz=t.imgsz, batch=batch, out_dir=out, **(train_overrides or {})
+        )
+    if measure_acc:
+        outcome.metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch)
+    meta = {
+        "ratio": ratio,
+        "importance": importance,
+        "round_to": t.round_to,
+        "target": t.name,
+        "epochs": epochs,
+    }
+    outcome.checkpoint = detector.save(out / "pruned.pt", meta)
+    outcome.report_path = write_report(
+        build_report(
+            target=t,
+            baseline=model_block(counts=report.before, metrics=baseline_metrics, artifact=str(model)),
+            result=model_block(counts=report.after, metrics=outcome.metrics, artifact=outcome.checkpoint),
+            pruning=report.to_dict(),
+        ),
+        out / "prune.json",
+    )
+    return outcome
+
+
+def export(
+    model: Any,
+    target: Target | str | Path,
+    *,
+    imgsz: int | None = None,
+    out: str | Path = "edgeprune-out",
+    stem: str | None = None,
+) -> ExportResult:
+    """Export ``model`` to the target's runtime and precision; parity against PyTorch is measured."""
+    t = resolve_target(target, imgsz=imgsz)
+    detector = load_model(model)
+    runtime = get_runtime(t.runtime)
+    module = detector.inference_module().eval()
+    example = detector.example_input(t.imgsz, t.batch)
+    name = stem or (Path(str(model)).stem if isinstance(model, (str, Path)) else "model")
+    result = runtime.export(module, example, Path(out), target=t, stem=name)
+    result.details["imgsz"] = t.imgsz
+    return result
+
+
+@dataclass
+class ProfileResult:
+    stats: LatencyStats
+    verdict: Verdict
+    environment: dict[str, Any]
+    report: dict[str, Any]
+
+
+def profile(
+    artifact: str | Path,
+    target: Target | str | Path,
+    *,
+    json_path: str | Path | None = None,
+    max_time_s: float | None = None,
+) -> ProfileResult:
+    """Time ``artifact`` on this machine with the target's runtime and threads, then judge the budget."""
+    t = resolve_target(target)
+    artifact = Path(artifact)
+    if not artifact.exists():
+        raise EdgepruneError(f"artifact not found: {artifact}")
+    runtime = get_runtime(t.runtime)
+    if artifact.suffix != runtime.suffix:
+        raise EdgepruneError(
+            f"target {t.name!r} runs {t.runtime}, which needs a {runtime.suffix} artifact; got {artifact.name}"
+        )
+    session = runtime.load(artifact, threads=t.threads)
+    inputs = session.random_inputs()
+    p = t.profiling
+    stats = measure(
+        lambda: session(*inputs),
+        warmup=p.warmup,
+        iterations=p.iterations,
+        min_time_s=p.min_time_s,
+        max_time_s=max_time_s,
+    )
+    verdict = judge(stats, t.budget.latency_ms, t.budget.percentile)
+    environment = collect_environment(runtime.environment(), t.threads)
+    input_shape = list(session.inputs[0].shape)
+    report = build_report(
+        target=t,
+        result=model_block(latency=stats, artifact=artifact, input_shape=input_shape),
+        verdict=verdict,
+        environment=environment,
+    )
+    if len(input_shape) == 4 and input_shape[-1] != t.imgsz:
+        report["warnings"] = [
+            f"artifact input is {input_shape[-1]} px but target {t.name} expects {t.imgsz} px"
+        ]
+    if json_path is not None:
+        write_report(report, json_path)
+    return ProfileResult(stats, verdict, environment, report)

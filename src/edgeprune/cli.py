@@ -1,0 +1,219 @@
+"""The ``edgeprune`` command.
+
+Exit codes: 0 success (and budget met), 1 error, 2 usage error, 3 finished but budget not met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgeprune import __version__
+from edgeprune.errors import EdgepruneError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_OVER_BUDGET = 0, 1, 2, 3
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from edgeprune.api import prune
+    from edgeprune.report import format_table
+
+    outcome = prune(
+        args.model,
+        args.target,
+        ratio=args.ratio,
+        importance=args.importance,
+        data=args.data,
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        out=args.out,
+        dry_run=args.dry_run,
+    )
+    r = outcome.report
+    if args.dry_run:
+        print(r.table(only_changed=not args.all_layers))
+        print()
+    rows = [
+        ["before", r.before["params"], r.before["macs"], outcome.baseline_metrics.get("map50_95")],
+        ["after", r.after["params"], r.after["macs"], outcome.metrics.get("map50_95")],
+    ]
+    print(format_table(["model", "params", "MACs", "mAP50-95"], rows))
+    print(
+        f"pruned {r.ratio:.0%} of each group ({r.importance}, channels rounded to {r.round_to}) "
+        f"in {r.seconds:.2f} s; MACs at {r.imgsz} px: -{1 - r.after['macs'] / r.before['macs']:.1%}"
+    )
+    if args.dry_run:
+        print("dry run: nothing was written")
+    else:
+        print(f"checkpoint: {outcome.checkpoint}\nreport:     {outcome.report_path}")
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from edgeprune.api import export
+
+    result = export(args.model, args.target, imgsz=args.imgsz, out=args.out)
+    print(f"artifact: {result.artifact} ({result.size_mb:.2f} MB, {result.runtime} {result.precision})")
+    if result.parity:
+        print(
+            f"parity vs PyTorch: max abs error {result.parity['max_abs_err']:.3g}, "
+            f"cosine {result.parity['cosine']:.6f}"
+        )
+    return EXIT_OK
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from edgeprune.api import profile
+
+    res = profile(args.artifact, args.target, json_path=args.json)
+    s = res.stats
+    print(
+        f"{res.report['target']}: {s.n} runs, p50 {s.p50:.2f} ms, p90 {s.p90:.2f} ms, p99 {s.p99:.2f} ms, "
+        f"mean {s.mean:.2f} ± {s.std:.2f} ms (cv {s.cv:.1%}); {res.environment.get('runtime')}, "
+        f"threads {res.environment.get('threads') or 'default'}"
+    )
+    for warning in res.report.get("warnings", []):
+        print(f"warning: {warning}")
+    print(res.verdict.sentence())
+    if args.json:
+        print(f"report: {args.json}")
+    return EXIT_OK if res.verdict.passed else EXIT_OVER_BUDGET
+
+
+def _cmd_targets(args: argparse.Namespace) -> int:
+    from edgeprune.report import format_table
+    from edgeprune.targets import list_targets, load_target, validate_target_file
+
+    if args.action == "list":
+        rows = [
+            [
+                t.name,
+                t.runtime,
+                t.precision,
+                t.imgsz,
+                f"{t.budget.latency_ms:g} ms {t.budget.percentile}",
+                t.device.name,
+            ]
+            for t in list_targets()
+        ]
+        print(format_table(["name", "runtime", "precision", "imgsz", "budget", "device"], rows))
+    elif args.action == "show":
+        print(load_target(args.name).summary())
+    else:
+        t = validate_target_file(Path(args.name))
+        print(f"{args.name}: valid target {t.name!r}")
+    return EXIT_OK
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from edgeprune.data import make_synthetic_dataset
+
+    path = make_synthetic_dataset(
+        args.out,
+        n_train=args.n_train,
+        n_val=args.n_val,
+        imgsz=args.imgsz,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    print(f"dataset: {path}")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from edgeprune.demo import run_demo
+
+    report = run_demo(out=args.out, quick=args.quick)
+    return EXIT_OK if report["passed"] else EXIT_OVER_BUDGET
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeprune",
+        description="Prune, export and profile object detectors against a device's latency budget.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgeprune {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def target_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--target", "-t", required=True, help="target name (see `edgeprune targets list`) or YAML path"
+        )
+
+    p = sub.add_parser("prune", help="remove channels with the dependency graph, optionally fine-tune")
+    p.add_argument("model", help="Ultralytics checkpoint (.pt) or model config (e.g. yolov8n.yaml)")
+    target_arg(p)
+    p.add_argument(
+        "--ratio", type=float, required=True, help="fraction of channels removed from each group, 0..1"
+    )
+    p.add_argument(
+        "--importance", default="l2", help="channel importance criterion (l1, l2, bn, lamp, random)"
+    )
+    p.add_argument("--data", help="Ultralytics data.yaml: measure mAP before/after and fine-tune on it")
+    p.add_argument("--epochs", type=int, default=0, help="fine-tuning epochs after pruning (0 = none)")
+    p.add_argument("--imgsz", type=int, help="image size (default: the target's)")
+    p.add_argument("--batch", type=int, default=16, help="batch size for fine-tuning and validation")
+    p.add_argument("--out", default="edgeprune-out", help="output folder (pruned.pt, prune.json)")
+    p.add_argument("--dry-run", action="store_true", help="print the per-layer plan and change nothing")
+    p.add_argument("--all-layers", action="store_true", help="with --dry-run, list unchanged layers too")
+    p.set_defaults(func=_cmd_prune)
+
+    p = sub.add_parser("export", help="export to the target's runtime and precision, with a parity check")
+    p.add_argument("model", help="Ultralytics checkpoint (.pt) or model config")
+    target_arg(p)
+    p.add_argument("--imgsz", type=int, help="image size (default: the target's)")
+    p.add_argument("--out", default="edgeprune-out", help="output folder")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("profile", help="measure latency with the target's runtime and judge the budget")
+    p.add_argument("artifact", help="exported model (.onnx, ...)")
+    target_arg(p)
+    p.add_argument("--json", help="write report.json here")
+    p.set_defaults(func=_cmd_profile)
+
+    p = sub.add_parser("targets", help="list, show or validate target profiles")
+    tsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tsub.add_parser("list", help="all shipped targets")
+    tsub.add_parser("show", help="one target in full").add_argument("name", help="target name or YAML path")
+    tsub.add_parser("validate", help="check a target YAML file").add_argument("name", metavar="FILE")
+    p.set_defaults(func=_cmd_targets)
+
+    p = sub.add_parser(
+        "data", help="generate the synthetic detection dataset (offline stand-in for real data)"
+    )
+    p.add_argument("--out", required=True, help="dataset folder (data.yaml is written inside)")
+    p.add_argument("--n-train", type=int, default=400)
+    p.add_argument("--n-val", type=int, default=100)
+    p.add_argument("--imgsz", type=int, default=160)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("demo", help="the whole flow offline on this machine, on synthetic data")
+    p.add_argument("--out", default="demo-out", help="output folder (report.json, models, data)")
+    p.add_argument("--quick", action="store_true", help="tiny settings for a smoke run (about a minute)")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except EdgepruneError as e:
+        if args.verbose:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

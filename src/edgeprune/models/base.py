@@ -1,0 +1,102 @@
+"""The model-adapter interface: what the pruner, exporter and trainer need from a model family."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+class Detector(ABC):
+    """A loaded model plus the family-specific knowledge to prune, save, train and evaluate it.
+
+    ``module`` is the live ``nn.Module``; pruning changes it in place.
+    """
+
+    family: ClassVar[str]
+
+    def __init__(self, module: nn.Module, source: str):
+        self.module = module
+        self.source = source
+
+    # --- shapes -------------------------------------------------------------------------
+    def example_input(self, imgsz: int, batch: int = 1) -> torch.Tensor:
+        """A normalized image batch of the size the model is run at."""
+        p = next(self.module.parameters())
+        return torch.rand(batch, 3, imgsz, imgsz, dtype=p.dtype, device=p.device)
+
+    def trace_imgsz(self) -> int:
+        """The smallest input that exercises every layer: channel structure does not depend on it."""
+        return 64
+
+    @abstractmethod
+    def inference_module(self) -> nn.Module:
+        """A module returning plain tensors (no lists of feature maps), for export and parity checks."""
+
+    # --- pruning ------------------------------------------------------------------------
+    def ignored_layers(self) -> list[nn.Module]:
+        """Layers whose output channels must stay (prediction convs of a head, say)."""
+        return []
+
+    @contextmanager
+    def prunable(self) -> Iterator[nn.Module]:
+        """Rewrite blocks into prunable equivalents for the duration of the block, then restore."""
+        yield self.module
+
+    # --- persistence and training ----------------------------------------------------------
+    @abstractmethod
+    def save(self, path: Path, metadata: dict[str, Any] | None = None) -> Path:
+        """Write a checkpoint that the family's own tooling loads."""
+
+    def train(self, data: str | Path, *, epochs: int, imgsz: int, out_dir: Path, **kwargs: Any) -> None:
+        """Fine-tune in place, keeping the (pruned) architecture."""
+        raise NotImplementedError(f"{self.family} models cannot be fine-tuned by edgeprune yet")
+
+    def evaluate(self, data: str | Path, *, imgsz: int, **kwargs: Any) -> dict[str, float]:
+        """Accuracy on the validation split, e.g. ``{"map50_95": .., "map50": ..}``."""
+        raise NotImplementedError(f"{self.family} models cannot be evaluated by edgeprune yet")
+
+    # --- facts --------------------------------------------------------------------------
+    def count(self, imgsz: int) -> dict[str, int]:
+        """Parameters and multiply-accumulates at ``imgsz``."""
+        import torch_pruning as tp
+
+        module = self.inference_module()
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            macs, params = tp.utils.count_ops_and_params(module, self.example_input(imgsz))
+        finally:
+            self.module.train(was_training)
+        return {"params": int(params), "macs": int(macs)}
+
+    def channels(self) -> dict[str, int]:
+        """Output channels of every convolution and linear layer, by qualified name."""
+        out: dict[str, int] = {}
+        for name, m in self.module.named_modules():
+            if isinstance(m, nn.Conv2d):
+                out[name] = m.out_channels
+            elif isinstance(m, nn.Linear):
+                out[name] = m.out_features
+        return out
+
+
+class ModelAdapter(ABC):
+    """Recognises a model source and loads it as a ``Detector``. Registered in ``MODELS``."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def accepts(cls, source: Any) -> bool:
+        """Whether this adapter can load ``source`` (a path, a config name or a module). Must be cheap."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, source: Any, **kwargs: Any) -> Detector:
+        """Load ``source``."""

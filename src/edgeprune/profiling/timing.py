@@ -1,0 +1,108 @@
+"""Latency statistics: warm-up, then timed runs until both a count and a minimum time are reached.
+
+Every timed run is kept; the verdict uses percentiles, which outliers (a context switch, a page
+fault) barely move. The coefficient of variation tells how noisy the run was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+PERCENTILES = ("p50", "p90", "p99", "mean")
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Milliseconds per inference over ``n`` timed runs."""
+
+    n: int
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    std: float
+    min: float
+    max: float
+    cv: float  # std / mean
+
+    @classmethod
+    def from_samples(cls, samples_ms: list[float] | np.ndarray) -> LatencyStats:
+        a = np.asarray(samples_ms, dtype=np.float64)
+        if a.size == 0:
+            raise ValueError("no latency samples")
+        p50, p90, p99 = np.percentile(a, [50, 90, 99])
+        mean, std = float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+        return cls(
+            n=int(a.size),
+            p50=float(p50),
+            p90=float(p90),
+            p99=float(p99),
+            mean=mean,
+            std=std,
+            min=float(a.min()),
+            max=float(a.max()),
+            cv=std / mean if mean > 0 else 0.0,
+        )
+
+    def get(self, percentile: str) -> float:
+        """The statistic a budget is judged on ("p50", "p90", "p99" or "mean")."""
+        if percentile not in PERCENTILES:
+            raise ValueError(f"unknown percentile {percentile!r}; expected one of {PERCENTILES}")
+        return getattr(self, percentile)
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def sample(
+    fn: Callable[[], object],
+    *,
+    warmup: int = 10,
+    iterations: int = 100,
+    min_time_s: float = 0.0,
+    max_time_s: float | None = None,
+) -> list[float]:
+    """Milliseconds of each timed call of ``fn``, after ``warmup`` untimed calls.
+
+    Runs at least ``iterations`` times and at least ``min_time_s`` seconds in total; a
+    ``max_time_s`` cap stops early (keeping at least 5 samples) so a slow model cannot hang a run.
+    """
+    for _ in range(warmup):
+        fn()
+    samples: list[float] = []
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e3)
+        elapsed = time.perf_counter() - start
+        if len(samples) >= iterations and elapsed >= min_time_s:
+            break
+        if max_time_s is not None and elapsed >= max_time_s and len(samples) >= 5:
+            break
+    return samples
+
+
+def measure(fn: Callable[[], object], **kwargs: Any) -> LatencyStats:
+    """Statistics of ``sample(fn, **kwargs)``."""
+    return LatencyStats.from_samples(sample(fn, **kwargs))
+
+
+def measure_interleaved(
+    fns: dict[str, Callable[[], object]], *, rounds: int = 3, **kwargs: Any
+) -> dict[str, LatencyStats]:
+    """Time several models in alternating rounds so that drift in machine load hits all of them alike.
+
+    Each round runs ``sample`` for every function in turn; a model's statistics pool its rounds.
+    This is how two models are compared on a noisy machine: as a ratio measured in one run.
+    """
+    pooled: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            pooled[name].extend(sample(fn, **kwargs))
+    return {name: LatencyStats.from_samples(s) for name, s in pooled.items()}

@@ -1,0 +1,118 @@
+"""The interface every runtime adapter implements.
+
+A runtime adapter turns a traceable PyTorch module into the artifact its runtime executes
+(``export``), loads that artifact for inference (``load``) and describes itself for the
+environment record (``environment``). Backend quirks stay inside the adapter's own module.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgeprune.targets import Target
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, static shape and numpy dtype of one model input or output."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+class Session(ABC):
+    """A loaded artifact, ready to run: ``session(x) -> list of output arrays``."""
+
+    inputs: Sequence[TensorSpec]
+    outputs: Sequence[TensorSpec]
+
+    @abstractmethod
+    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        """Run one inference on numpy inputs (NCHW float32 for image models)."""
+
+    def random_inputs(self, seed: int = 0) -> list[np.ndarray]:
+        """Inputs of the right shape and dtype for timing (values in [0, 1) like a normalized image)."""
+        rng = np.random.default_rng(seed)
+        return [rng.random(spec.shape, dtype=np.float32).astype(spec.dtype) for spec in self.inputs]
+
+
+@dataclass
+class ExportResult:
+    """What an export produced: the artifact and facts measured while making it."""
+
+    artifact: Path
+    runtime: str
+    precision: str
+    size_mb: float
+    parity: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Runtime(ABC):
+    """One runtime (ONNX Runtime, OpenVINO, TFLite, TensorRT) behind one interface."""
+
+    name: ClassVar[str]
+    extra: ClassVar[str | None] = None  # pip extra that installs the backend; None = core dependency
+    suffix: ClassVar[str]
+    precisions: ClassVar[frozenset[str]]
+
+    def export(
+        self,
+        module: torch.nn.Module,
+        example: torch.Tensor,
+        out_dir: Path,
+        *,
+        target: Target,
+        stem: str = "model",
+    ) -> ExportResult:
+        """Export ``module`` for ``target`` into ``out_dir`` and check the artifact against PyTorch."""
+        from edgeprune.errors import EdgepruneError
+
+        if target.precision not in self.precisions:
+            raise EdgepruneError(
+                f"runtime {self.name!r} cannot export precision {target.precision!r} yet; "
+                f"supported: {', '.join(sorted(self.precisions))}"
+            )
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return self._export(module, example, out_dir, target=target, stem=stem)
+
+    @abstractmethod
+    def _export(
+        self, module: torch.nn.Module, example: torch.Tensor, out_dir: Path, *, target: Target, stem: str
+    ) -> ExportResult: ...
+
+    @abstractmethod
+    def load(self, artifact: Path, *, threads: int | None = None) -> Session:
+        """Load ``artifact`` for inference with ``threads`` intra-op threads (None = runtime default)."""
+
+    @abstractmethod
+    def environment(self) -> dict[str, Any]:
+        """Runtime name, version and execution provider/device, for the report."""
+
+
+def compare_outputs(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> dict[str, float]:
+    """Parity of an artifact against PyTorch: worst absolute error and the lowest cosine similarity."""
+    if len(reference) != len(candidate):
+        raise ValueError(f"output count differs: {len(reference)} vs {len(candidate)}")
+    max_abs, cosine = 0.0, 1.0
+    for ref, got in zip(reference, candidate, strict=True):
+        ref = np.asarray(ref, dtype=np.float64).ravel()
+        got = np.asarray(got, dtype=np.float64).ravel()
+        if ref.shape != got.shape:
+            raise ValueError(f"output shape differs: {ref.shape} vs {got.shape}")
+        max_abs = max(max_abs, float(np.max(np.abs(ref - got))) if ref.size else 0.0)
+        denom = float(np.linalg.norm(ref) * np.linalg.norm(got))
+        cos = float(ref @ got / denom) if denom > 0 else float(np.allclose(ref, got))
+        cosine = min(cosine, cos)
+    return {"max_abs_err": max_abs, "cosine": cosine}

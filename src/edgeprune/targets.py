@@ -1,0 +1,652 @@
+"""Targets: a device, the runtime it runs and the latency budget a model must meet there.
+
+A target is data: one YAML file per target in the shipped ``targets/`` folder (found with
+:func:`edgeprune.resources.data_dir`), or any ``.yaml`` file a user writes. Files are validated
+into frozen, typed :class:`Target` objects; unknown keys are rejected. Every problem in a file
+raises :class:`~edgeprune.errors.ConfigError` with one line per problem that starts with the
+file path and the field path, then says what was expected and what was found::
+
+    targets/x.yaml: budget.latency_ms: expected a number greater than 0, got -3 (line 9)
+
+Example:
+    >>> from edgeprune.targets import load_target
+    >>> target = load_target("jetson-orin-nano-trt-fp16")
+    >>> target.budget.latency_ms, target.budget.percentile
+    (8.0, 'p90')
+    >>> bigger = target.with_overrides(imgsz=320, budget={"latency_ms": 5.0})
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from edgeprune.errors import ConfigError
+from edgeprune.resources import data_dir
+
+__all__ = [
+    "Budget",
+    "Device",
+    "DeviceKind",
+    "Percentile",
+    "Precision",
+    "Profiling",
+    "Target",
+    "list_targets",
+    "load_target",
+    "target_names",
+    "validate_target_file",
+]
+
+DeviceKind = Literal["x86-cpu", "arm-cpu", "jetson", "other"]
+Precision = Literal["fp32", "fp16", "int8"]
+Percentile = Literal["p50", "p90", "p99", "mean"]
+
+_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_SUFFIXES = (".yaml", ".yml")
+_IMGSZ_STRIDE = 32
+
+# Strict: YAML already gives typed scalars, so "640" (a quoted string) or 640.0 is not silently
+# coerced into an int, and `true` is not accepted as a number. Ints are still accepted for floats.
+_MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+def _non_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError(f"expected a non-empty text, got {_show(value)}")
+    return value
+
+
+class Device(BaseModel):
+    """The hardware a target runs on.
+
+    Attributes:
+        kind: Device family: ``x86-cpu``, ``arm-cpu``, ``jetson`` or ``other``.
+        name: Human-readable device name, e.g. ``"Jetson Orin Nano 8GB"``.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    kind: DeviceKind = Field(description="device family (x86-cpu, arm-cpu, jetson or other)")
+    name: str = Field(description='device name, e.g. "Jetson Orin Nano 8GB"')
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return _non_blank(value)
+
+
+class Budget(BaseModel):
+    """What the model must achieve on the device.
+
+    Attributes:
+        latency_ms: Latency limit of one inference, in milliseconds.
+        percentile: Which statistic of the measured latencies is compared with
+            ``latency_ms``: ``p50``, ``p90``, ``p99`` or ``mean``.
+        memory_mb: Optional limit on the memory the runtime uses, in MiB; ``None`` for none.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    latency_ms: float = Field(gt=0, allow_inf_nan=False, description="latency limit in milliseconds")
+    percentile: Percentile = Field(description="statistic compared with the limit (p50, p90, p99 or mean)")
+    memory_mb: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="optional memory limit in MiB"
+    )
+
+    def describe(self) -> str:
+        """Return the budget as one short phrase, e.g. ``"p90 latency <= 8 ms"``."""
+        text = f"{self.percentile} latency <= {self.latency_ms:g} ms"
+        if self.memory_mb is not None:
+            text += f", memory <= {self.memory_mb:g} MB"
+        return text
+
+
+class Profiling(BaseModel):
+    """How latency is measured on the device.
+
+    A measurement first runs ``warmup`` untimed inferences, then keeps timing until it has
+    done at least ``iterations`` runs *and* spent at least ``min_time_s`` seconds.
+
+    Attributes:
+        warmup: Untimed runs before measuring (engine autotuning, caches, clocks).
+        iterations: Minimum number of timed runs.
+        min_time_s: Minimum total time of the timed runs, in seconds.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    warmup: int = Field(default=10, ge=0, description="untimed warm-up runs")
+    iterations: int = Field(default=100, ge=1, description="minimum number of timed runs")
+    min_time_s: float = Field(
+        default=2.0, ge=0, allow_inf_nan=False, description="minimum timed duration in seconds"
+    )
+
+
+class Target(BaseModel):
+    """A device + runtime + precision + input size, and the budget to meet there.
+
+    Instances are immutable; derive a changed copy with :meth:`with_overrides`.
+
+    Attributes:
+        name: Slug naming the target (lowercase letters, digits, ``-``); for a shipped
+            target it equals the file stem.
+        description: One line saying what the target is for.
+        device: The hardware (:class:`Device`).
+        runtime: Runtime adapter name, one of ``edgeprune.runtimes.RUNTIMES.names()``.
+        precision: Numeric precision of the exported model: ``fp32``, ``fp16`` or ``int8``.
+        imgsz: Square input size in pixels (a multiple of 32).
+        batch: Images per inference.
+        threads: CPU threads the runtime may use; ``None`` keeps the runtime default.
+        round_to: Pruned channel counts are rounded to a multiple of this (SIMD lanes or
+            tensor-core alignment of the device).
+        budget: The :class:`Budget` to meet.
+        calibration: Name of the calibration recipe used for int8 quantization; required
+            when ``precision`` is ``int8`` and ignored otherwise.
+        profiling: How latency is measured (:class:`Profiling`).
+    """
+
+    model_config = _MODEL_CONFIG
+
+    name: str = Field(description="target name (lowercase letters, digits and '-')")
+    description: str = Field(default="", description="one line saying what the target is for")
+    device: Device = Field(description="mapping with kind and name")
+    runtime: str = Field(description="runtime adapter name")
+    precision: Precision = Field(description="fp32, fp16 or int8")
+    imgsz: int = Field(description="square input size in pixels, a multiple of 32")
+    batch: int = Field(default=1, ge=1, description="images per inference")
+    threads: int | None = Field(default=None, ge=1, description="CPU threads, or null for the default")
+    round_to: int = Field(ge=1, description="channel multiple used by the pruner")
+    budget: Budget = Field(description="mapping with latency_ms, percentile and optional memory_mb")
+    calibration: str | None = Field(
+        default=None, validate_default=True, description="calibration recipe name (required for int8)"
+    )
+    profiling: Profiling = Field(default_factory=Profiling, description="warmup, iterations, min_time_s")
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _SLUG.fullmatch(value):
+            raise ValueError(
+                "expected a slug of lowercase letters, digits and single '-' "
+                f"(e.g. 'cpu-ort-int8'), got {_show(value)}"
+            )
+        return value
+
+    @field_validator("runtime")
+    @classmethod
+    def _check_runtime(cls, value: str) -> str:
+        from edgeprune.runtimes import RUNTIMES  # lazy: registering runtimes imports no backend
+
+        known = RUNTIMES.names()
+        if value not in known:
+            raise ValueError(f"expected one of {_one_of(known)}, got {_show(value)}")
+        return value
+
+    @field_validator("imgsz")
+    @classmethod
+    def _check_imgsz(cls, value: int) -> int:
+        if value < _IMGSZ_STRIDE or value % _IMGSZ_STRIDE:
+            raise ValueError(
+                f"expected a multiple of {_IMGSZ_STRIDE} that is at least {_IMGSZ_STRIDE} "
+                f"(e.g. 320 or 640), got {_show(value)}"
+            )
+        return value
+
+    @field_validator("calibration")
+    @classmethod
+    def _check_calibration(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError(f"expected a calibration recipe name or null, got {_show(value)}")
+        if value is None and info.data.get("precision") == "int8":
+            example = f"yolo-{info.data.get('runtime', 'onnxruntime')}-int8"
+            raise ValueError(
+                f"expected a calibration recipe name because precision is int8 (e.g. {example!r}), got null"
+            )
+        return value
+
+    @property
+    def source(self) -> Path | None:
+        """The YAML file this target was loaded from, or ``None`` if built in code."""
+        return self._source
+
+    def with_overrides(self, **changes: Any) -> Target:
+        """Return a re-validated copy with some fields changed.
+
+        Nested sections are merged, so ``budget={"latency_ms": 5.0}`` keeps the percentile.
+        ``None`` is a value (e.g. ``threads=None`` means the runtime default), so callers
+        should leave out options the user did not give.
+
+        Args:
+            **changes: Field values to replace, e.g. ``imgsz=320`` or
+                ``budget={"latency_ms": 5.0}``.
+
+        Returns:
+            A new :class:`Target`; ``self`` is unchanged.
+
+        Raises:
+            ConfigError: If a changed value (or the combination) is invalid, or a field is unknown.
+        """
+        data = self.model_dump()
+        for key, value in changes.items():
+            if isinstance(value, BaseModel):
+                value = value.model_dump()
+            current = data.get(key)
+            if isinstance(value, Mapping) and isinstance(current, dict):
+                value = {**current, **value}
+            data[key] = value
+        label = f"target {self.name!r} with overrides"
+        target = _validate(data, label=label)
+        target._source = self._source
+        return target
+
+    def summary(self) -> str:
+        """Return a readable multi-line description (used by ``edgeprune targets show``)."""
+        threads = "runtime default" if self.threads is None else str(self.threads)
+        if self.calibration is not None:
+            calibration = f"recipe {self.calibration}"
+            if self.precision != "int8":
+                calibration += f" (unused at {self.precision})"
+        else:
+            calibration = "none (only int8 needs a calibration recipe)"
+        memory = "no limit" if self.budget.memory_mb is None else f"<= {self.budget.memory_mb:g} MB"
+        prof = self.profiling
+        rows = [
+            ("device", f"{self.device.kind}: {self.device.name}"),
+            ("runtime", f"{self.runtime}, {self.precision}"),
+            ("input", f"{self.imgsz} x {self.imgsz} px, batch {self.batch}"),
+            ("threads", threads),
+            ("round_to", f"pruned channel counts rounded to multiples of {self.round_to}"),
+            ("budget", f"{self.budget.percentile} latency <= {self.budget.latency_ms:g} ms"),
+            ("memory", memory),
+            ("calibration", calibration),
+            (
+                "profiling",
+                f"{prof.warmup} warm-up runs, then at least {prof.iterations} timed runs "
+                f"and at least {prof.min_time_s:g} s",
+            ),
+        ]
+        if self._source is not None:
+            rows.append(("file", str(self._source)))
+        head = f"{self.name}: {self.description}" if self.description else self.name
+        width = max(len(key) for key, _ in rows)
+        return "\n".join([head, *(f"  {key:<{width}}  {value}" for key, value in rows)])
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def target_names() -> list[str]:
+    """Return the names of the shipped targets (their file stems), sorted."""
+    folder = data_dir("targets")
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.yaml") if p.is_file())
+
+
+def list_targets() -> list[Target]:
+    """Load every shipped target.
+
+    Returns:
+        The targets, sorted by name.
+
+    Raises:
+        ConfigError: If any shipped file is invalid (the message names that file).
+    """
+    folder = data_dir("targets")
+    return sorted(
+        (validate_target_file(folder / f"{name}.yaml") for name in target_names()),
+        key=lambda t: t.name,
+    )
+
+
+def load_target(name_or_path: str | Path | Target) -> Target:
+    """Load a target by shipped name or from a YAML file.
+
+    ``name_or_path`` is read as a file when it is a :class:`~pathlib.Path`, names an existing
+    file, contains a path separator or ends in ``.yaml``/``.yml``; otherwise it is the name of
+    a shipped target (``targets/NAME.yaml``). A :class:`Target` is returned unchanged.
+
+    Args:
+        name_or_path: A shipped target name such as ``"cpu-ort-int8"`` or a path to a file.
+
+    Returns:
+        The validated target.
+
+    Raises:
+        ConfigError: If the name is unknown (the message lists the known names), the file is
+            missing, or the file is invalid.
+    """
+    if isinstance(name_or_path, Target):
+        return name_or_path
+    if isinstance(name_or_path, Path) or _looks_like_path(name_or_path):
+        return validate_target_file(name_or_path)
+    name = str(name_or_path)
+    known = target_names()
+    if name not in known:
+        folder = data_dir("targets")
+        if not known:
+            raise ConfigError(f"unknown target {name!r}: no target files found in {folder}")
+        hint = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
+        raise ConfigError(
+            f"unknown target {name!r}.{did_you_mean} Known targets: {', '.join(known)} "
+            f"(or pass the path of a .yaml file)"
+        )
+    return validate_target_file(data_dir("targets") / f"{name}.yaml")
+
+
+def validate_target_file(path: str | Path) -> Target:
+    """Read and validate one target YAML file.
+
+    A file in the shipped targets folder must have ``name`` equal to its file stem.
+
+    Args:
+        path: The YAML file.
+
+    Returns:
+        The validated target, remembering its file in :attr:`Target.source`.
+
+    Raises:
+        ConfigError: One line per problem, each starting with the path and the field.
+    """
+    path = Path(path)
+    shown = str(path)
+    if not path.exists():
+        hint = ""
+        if path.suffix in _SUFFIXES and path.stem in target_names() and path.parent == Path():
+            hint = f" (to use the shipped target, pass its name: {path.stem})"
+        raise ConfigError(f"{shown}: no such file{hint}")
+    if not path.is_file():
+        raise ConfigError(f"{shown}: not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{shown}: cannot read the file: {exc}") from None
+
+    data, lines, problems = _parse_yaml(text, shown)
+    if data is None:
+        raise ConfigError(f"{shown}: the file is empty; expected a mapping of target fields")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{shown}: expected a mapping of target fields (name: ..., runtime: ...) "
+            f"at the top level, got {_kind(data)}"
+        )
+    try:
+        target = Target.model_validate(data)
+    except ValidationError as exc:
+        problems += _problems(exc, shown, lines)
+        target = None
+    if target is not None and _is_shipped(path) and target.name != path.stem:
+        problems.append(
+            _line(
+                shown,
+                ("name",),
+                f"expected {path.stem!r} (a shipped target's name equals its file name), "
+                f"got {_show(target.name)}",
+                lines,
+            )
+        )
+    if problems:
+        raise ConfigError("\n".join(problems))
+    assert target is not None
+    target._source = path
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.lower().endswith(_SUFFIXES) or "/" in value or "\\" in value or Path(value).is_file()
+
+
+def _is_shipped(path: Path) -> bool:
+    try:
+        return path.resolve().parent == data_dir("targets").resolve()
+    except OSError:
+        return False
+
+
+def _validate(data: dict[str, Any], label: str) -> Target:
+    try:
+        return Target.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_problems(exc, label, {}))) from None
+
+
+def _parse_yaml(text: str, shown: str) -> tuple[Any, dict[tuple[str, ...], int], list[str]]:
+    """Parse YAML, returning (data, line of each key path, duplicate-key problems)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError(f"{shown}: {_yaml_error(exc)}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{shown}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    lines: dict[tuple[str, ...], int] = {}
+    problems: list[str] = []
+    if node is not None:
+        _walk(node, (), lines, problems, shown)
+    return data, lines, problems
+
+
+def _yaml_error(exc: yaml.MarkedYAMLError) -> str:
+    """Describe a YAML syntax error as 'line L, column C: invalid YAML: ...'."""
+
+    def at(mark: Any) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{at(mark)}: " if mark is not None else ""
+    what = str(exc.problem or exc.context or "syntax error")
+    if exc.context and exc.problem:
+        context = str(exc.context)
+        if exc.context_mark is not None and exc.context_mark is not mark:
+            context += f" started at {at(exc.context_mark)}"
+        what += f" ({context})"
+    return f"{where}invalid YAML: {what}"
+
+
+def _walk(
+    node: yaml.Node,
+    prefix: tuple[str, ...],
+    lines: dict[tuple[str, ...], int],
+    problems: list[str],
+    shown: str,
+) -> None:
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            continue
+        loc = (*prefix, key_node.value)
+        line = key_node.start_mark.line + 1
+        if loc in lines:
+            problems.append(
+                f"{shown}: {_dotted(loc)}: duplicate key (lines {lines[loc]} and {line}); "
+                "each field may appear once"
+            )
+        else:
+            lines[loc] = line
+        _walk(value_node, loc, lines, problems, shown)
+
+
+def _problems(exc: ValidationError, shown: str, lines: dict[tuple[str, ...], int]) -> list[str]:
+    return [_line(shown, tuple(err["loc"]), _explain(err), lines) for err in exc.errors()]
+
+
+def _line(shown: str, loc: tuple[Any, ...], message: str, lines: dict[tuple[str, ...], int]) -> str:
+    field = _dotted(loc) or "(top level)"
+    line = None
+    for end in range(len(loc), 0, -1):  # the key itself, or the nearest enclosing key
+        line = lines.get(tuple(str(part) for part in loc[:end]))
+        if line is not None:
+            break
+    where = f" (line {line})" if line is not None else ""
+    return f"{shown}: {field}: {message}{where}"
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+_EXPECTED_TYPE = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "a text value",
+    "bool_type": "true or false",
+    "model_type": "a mapping of fields",
+    "model_attributes_type": "a mapping of fields",
+    "dict_type": "a mapping",
+    "list_type": "a list",
+}
+
+
+def _explain(err: Mapping[str, Any]) -> str:
+    """Turn one pydantic error into 'expected X, got Y' (or a clear sentence)."""
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    loc = tuple(err["loc"])
+    value = err.get("input")
+    if kind == "missing":
+        field = _field_info(loc)
+        about = f" ({field.description})" if field is not None and field.description else ""
+        return f"required field is missing{about}"
+    if kind == "extra_forbidden":
+        allowed = _allowed_fields(loc[:-1])
+        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+        did_you_mean = f"; did you mean {hint[0]!r}?" if hint else ""
+        return f"unknown field{did_you_mean} (allowed here: {', '.join(allowed)})"
+    if kind in _EXPECTED_TYPE:
+        return f"expected {_EXPECTED_TYPE[kind]}, got {_show_typed(value)}"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    if kind == "literal_error":
+        return f"expected one of {ctx.get('expected', '')}, got {_show(value)}"
+    if kind == "greater_than":
+        return f"expected a number greater than {_bound(ctx['gt'])}, got {_show(value)}"
+    if kind == "greater_than_equal":
+        return f"expected a number greater than or equal to {_bound(ctx['ge'])}, got {_show(value)}"
+    if kind == "finite_number":
+        return f"expected a finite number, got {_show(value)}"
+    msg = str(err["msg"])
+    if msg.startswith("Input should be "):
+        msg = "expected " + msg[len("Input should be ") :]
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return f"{msg[:1].lower()}{msg[1:]}, got {_show(value)}"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Target
+    for part in loc:
+        field = model.model_fields.get(part) if model is not None else None
+        annotation = field.annotation if field is not None else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return None
+    return model
+
+
+def _field_info(loc: tuple[Any, ...]) -> Any:
+    model = _model_at(loc[:-1])
+    return model.model_fields.get(loc[-1]) if model is not None and loc else None
+
+
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+    model = _model_at(loc)
+    return list(model.model_fields) if model is not None else []
+
+
+def _show(value: Any) -> str:
+    """Show a value as it would be written in YAML."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value)
+    return _kind(value)
+
+
+def _bound(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _show_typed(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return _kind(value)
+    if isinstance(value, str):
+        number = _as_number(value)
+        if number is not None:  # "640" (quoted) or 1e-3 (YAML 1.1 reads exponents without a dot as text)
+            return f"{_show(value)} (a text value; write it as {number}, without quotes)"
+    return f"{_show(value)} ({_kind(value)})"
+
+
+def _as_number(text: str) -> str | None:
+    try:
+        return str(int(text))
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return repr(number) if math.isfinite(number) else None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a text value"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _one_of(names: list[str]) -> str:
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"

@@ -1,0 +1,128 @@
+"""Pruning Ultralytics YOLO models built from their configs (tiny inputs, no weights needed)."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip("ultralytics")
+
+from edgeprune.models import load_model  # noqa: E402
+from edgeprune.models.ultralytics import C2fSplit  # noqa: E402
+from edgeprune.pruning import prune_detector  # noqa: E402
+
+
+def _out(det, x):
+    with torch.no_grad():
+        return det.inference_module().eval()(x)
+
+
+@pytest.fixture
+def v8n():
+    torch.manual_seed(0)
+    return load_model("yolov8n.yaml", nc=6)
+
+
+def test_c2f_rewrite_is_exact(v8n):
+    x = torch.rand(1, 3, 64, 64)
+    ref = _out(v8n, x)
+    with v8n.prunable() as module:
+        assert any(isinstance(m, C2fSplit) for m in module.modules())
+        assert torch.equal(_out(v8n, x), ref)
+    assert not any(isinstance(m, C2fSplit) for m in v8n.module.modules())
+    assert torch.equal(_out(v8n, x), ref)
+
+
+def test_ratio_zero_changes_nothing(v8n):
+    x = torch.rand(1, 3, 96, 96)
+    ref = _out(v8n, x)
+    report = prune_detector(v8n, ratio=0.0, imgsz=64)
+    assert report.before == report.after
+    assert torch.equal(_out(v8n, x), ref)
+
+
+def test_half_ratio_shapes_macs_alignment(v8n):
+    sizes = (64, 96)
+    before = {s: _out(v8n, torch.rand(1, 3, s, s)).shape for s in sizes}
+    report = prune_detector(v8n, ratio=0.5, round_to=8, imgsz=64)
+    for s in sizes:
+        assert _out(v8n, torch.rand(1, 3, s, s)).shape == before[s]
+    assert report.after["macs"] <= 0.7 * report.before["macs"]
+    changed = [lc for lc in report.layers if lc.after != lc.before]
+    assert changed and all(lc.after % 8 == 0 for lc in changed)
+    # the head's prediction convs keep their outputs (boxes and class scores)
+    for conv in v8n.ignored_layers():
+        if isinstance(conv, torch.nn.Conv2d):
+            assert (
+                report.layers[[lc.name for lc in report.layers].index(_name(v8n, conv))].after
+                == conv.out_channels
+            )
+
+
+def _name(det, module):
+    return next(n for n, m in det.module.named_modules() if m is module)
+
+
+def test_dry_run_leaves_model_untouched(v8n):
+    params = sum(p.numel() for p in v8n.module.parameters())
+    report = prune_detector(v8n, ratio=0.5, imgsz=64, dry_run=True)
+    assert sum(p.numel() for p in v8n.module.parameters()) == params
+    assert report.after["params"] < params
+    assert "before  after" in report.table()
+
+
+def test_ratio_out_of_range(v8n):
+    from edgeprune.errors import EdgepruneError
+
+    with pytest.raises(EdgepruneError, match="ratio"):
+        prune_detector(v8n, ratio=1.0)
+
+
+def test_checkpoint_reloads_in_plain_ultralytics(v8n, tmp_path):
+    prune_detector(v8n, ratio=0.5, round_to=8, imgsz=64)
+    x = torch.rand(1, 3, 64, 64)
+    expected = _out(v8n, x)
+    ckpt = v8n.save(tmp_path / "pruned.pt", {"ratio": 0.5})
+    torch.save(x, tmp_path / "x.pt")
+    torch.save(expected, tmp_path / "y.pt")
+    # A fresh process that never imports edgeprune.
+    code = f"""
+import os, sys, torch
+os.environ["YOLO_OFFLINE"] = "1"
+from ultralytics import YOLO
+m = YOLO({str(ckpt)!r}).model.eval()
+y = m(torch.load({str(tmp_path / "x.pt")!r}))[0]
+assert torch.allclose(y, torch.load({str(tmp_path / "y.pt")!r}), atol=1e-4), (y - torch.load({str(tmp_path / "y.pt")!r})).abs().max()
+assert "edgeprune" not in sys.modules
+print("ok", sum(p.numel() for p in m.parameters()))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("ok")
+
+
+def test_finetune_keeps_pruned_architecture(tiny_data, tmp_path):
+    det = load_model("yolov8n.yaml", nc=6)
+    prune_detector(det, ratio=0.5, round_to=8, imgsz=64)
+    channels = det.channels()
+    best = det.train(tiny_data, epochs=1, imgsz=64, batch=8, out_dir=tmp_path)
+    assert best.is_file()
+    assert det.channels() == channels
+    metrics = det.evaluate(tiny_data, imgsz=64, batch=8)
+    assert set(metrics) == {"map50_95", "map50"} and 0.0 <= metrics["map50_95"] <= 1.0
+
+
+def test_nc_mismatch_is_reported(tiny_data):
+    from edgeprune.errors import EdgepruneError
+
+    det = load_model("yolov8n.yaml")  # 80 classes
+    with pytest.raises(EdgepruneError, match="80 classes"):
+        det.evaluate(tiny_data, imgsz=64)
+
+
+def test_missing_checkpoint_is_not_downloaded(tmp_path):
+    from edgeprune.errors import EdgepruneError
+
+    with pytest.raises(EdgepruneError, match="never downloads"):
+        load_model(str(tmp_path / "yolov8n.pt"))

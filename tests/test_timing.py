@@ -1,0 +1,48 @@
+import time
+
+import numpy as np
+import pytest
+
+from edgeprune.profiling import LatencyStats, judge, measure, measure_interleaved
+
+
+def test_stats_match_numpy():
+    samples = [5.0, 1.0, 3.0, 2.0, 4.0, 100.0]
+    s = LatencyStats.from_samples(samples)
+    assert s.n == 6
+    assert s.p50 == pytest.approx(np.percentile(samples, 50))
+    assert s.p90 == pytest.approx(np.percentile(samples, 90))
+    assert s.mean == pytest.approx(np.mean(samples))
+    assert s.std == pytest.approx(np.std(samples, ddof=1))
+    assert s.cv == pytest.approx(s.std / s.mean)
+    assert (s.min, s.max) == (1.0, 100.0)
+
+
+def test_measure_respects_count_and_min_time():
+    calls = []
+    s = measure(lambda: calls.append(1), warmup=3, iterations=5, min_time_s=0.0)
+    assert s.n == 5 and len(calls) == 8
+    t0 = time.perf_counter()
+    s = measure(lambda: time.sleep(0.001), warmup=0, iterations=1, min_time_s=0.05)
+    assert time.perf_counter() - t0 >= 0.05 and s.n > 1
+    assert s.p50 >= 1.0  # milliseconds
+
+
+def test_max_time_caps_a_slow_model():
+    s = measure(lambda: time.sleep(0.01), warmup=0, iterations=10_000, max_time_s=0.1)
+    assert 5 <= s.n < 100
+
+
+def test_interleaved_pools_rounds():
+    stats = measure_interleaved({"a": lambda: None, "b": lambda: None}, rounds=3, warmup=0, iterations=4)
+    assert stats["a"].n == 12 and stats["b"].n == 12
+
+
+def test_verdict():
+    s = LatencyStats.from_samples([10.0, 12.0, 14.0])
+    ok = judge(s, 12.5, "p50")
+    assert ok.passed and ok.margin_ms == pytest.approx(0.5)
+    bad = judge(s, 12.5, "p90")
+    assert not bad.passed and bad.margin_ms < 0 and "FAIL" in bad.sentence()
+    with pytest.raises(ValueError):
+        s.get("p75")
