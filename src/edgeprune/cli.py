@@ -123,6 +123,14 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edgeprune.pipeline import run_pipeline
+    from edgeprune.recipe import load_recipe
+
+    report = run_pipeline(load_recipe(args.recipe))
+    return EXIT_OK if report["passed"] else EXIT_OVER_BUDGET
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from edgeprune.demo import run_demo
 
@@ -174,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     target_arg(p)
     p.add_argument("--json", help="write report.json here")
     p.set_defaults(func=_cmd_profile)
+
+    p = sub.add_parser(
+        "run", help="the whole pipeline (prune, fine-tune, export, profile) from a recipe file"
+    )
+    p.add_argument("recipe", help="recipe YAML (see edgeprune/recipe.py or the README)")
+    p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("targets", help="list, show or validate target profiles")
     tsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -19,23 +19,22 @@ Example:
 from __future__ import annotations
 
 import difflib
-import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import BaseModel, Field, PrivateAttr, ValidationInfo, field_validator
 
+from edgeprune.config import (
+    STRICT_CONFIG,
+    Problem,
+    load_yaml_model,
+    non_blank,
+    one_of,
+    show_value,
+    validate_model,
+)
 from edgeprune.errors import ConfigError
 from edgeprune.resources import data_dir
 
@@ -61,16 +60,6 @@ _SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _SUFFIXES = (".yaml", ".yml")
 _IMGSZ_STRIDE = 32
 
-# Strict: YAML already gives typed scalars, so "640" (a quoted string) or 640.0 is not silently
-# coerced into an int, and `true` is not accepted as a number. Ints are still accepted for floats.
-_MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-
-def _non_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError(f"expected a non-empty text, got {_show(value)}")
-    return value
-
 
 class Device(BaseModel):
     """The hardware a target runs on.
@@ -80,7 +69,7 @@ class Device(BaseModel):
         name: Human-readable device name, e.g. ``"Jetson Orin Nano 8GB"``.
     """
 
-    model_config = _MODEL_CONFIG
+    model_config = STRICT_CONFIG
 
     kind: DeviceKind = Field(description="device family (x86-cpu, arm-cpu, jetson or other)")
     name: str = Field(description='device name, e.g. "Jetson Orin Nano 8GB"')
@@ -88,7 +77,7 @@ class Device(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        return _non_blank(value)
+        return non_blank(value)
 
 
 class Budget(BaseModel):
@@ -101,7 +90,7 @@ class Budget(BaseModel):
         memory_mb: Optional limit on the memory the runtime uses, in MiB; ``None`` for none.
     """
 
-    model_config = _MODEL_CONFIG
+    model_config = STRICT_CONFIG
 
     latency_ms: float = Field(gt=0, allow_inf_nan=False, description="latency limit in milliseconds")
     percentile: Percentile = Field(description="statistic compared with the limit (p50, p90, p99 or mean)")
@@ -129,7 +118,7 @@ class Profiling(BaseModel):
         min_time_s: Minimum total time of the timed runs, in seconds.
     """
 
-    model_config = _MODEL_CONFIG
+    model_config = STRICT_CONFIG
 
     warmup: int = Field(default=10, ge=0, description="untimed warm-up runs")
     iterations: int = Field(default=100, ge=1, description="minimum number of timed runs")
@@ -161,7 +150,7 @@ class Target(BaseModel):
         profiling: How latency is measured (:class:`Profiling`).
     """
 
-    model_config = _MODEL_CONFIG
+    model_config = STRICT_CONFIG
 
     name: str = Field(description="target name (lowercase letters, digits and '-')")
     description: str = Field(default="", description="one line saying what the target is for")
@@ -186,7 +175,7 @@ class Target(BaseModel):
         if not _SLUG.fullmatch(value):
             raise ValueError(
                 "expected a slug of lowercase letters, digits and single '-' "
-                f"(e.g. 'cpu-ort-int8'), got {_show(value)}"
+                f"(e.g. 'cpu-ort-int8'), got {show_value(value)}"
             )
         return value
 
@@ -197,7 +186,7 @@ class Target(BaseModel):
 
         known = RUNTIMES.names()
         if value not in known:
-            raise ValueError(f"expected one of {_one_of(known)}, got {_show(value)}")
+            raise ValueError(f"expected one of {one_of(known)}, got {show_value(value)}")
         return value
 
     @field_validator("imgsz")
@@ -206,7 +195,7 @@ class Target(BaseModel):
         if value < _IMGSZ_STRIDE or value % _IMGSZ_STRIDE:
             raise ValueError(
                 f"expected a multiple of {_IMGSZ_STRIDE} that is at least {_IMGSZ_STRIDE} "
-                f"(e.g. 320 or 640), got {_show(value)}"
+                f"(e.g. 320 or 640), got {show_value(value)}"
             )
         return value
 
@@ -214,7 +203,7 @@ class Target(BaseModel):
     @classmethod
     def _check_calibration(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not value.strip():
-            raise ValueError(f"expected a calibration recipe name or null, got {_show(value)}")
+            raise ValueError(f"expected a calibration recipe name or null, got {show_value(value)}")
         if value is None and info.data.get("precision") == "int8":
             example = f"yolo-{info.data.get('runtime', 'onnxruntime')}-int8"
             raise ValueError(
@@ -253,7 +242,7 @@ class Target(BaseModel):
                 value = {**current, **value}
             data[key] = value
         label = f"target {self.name!r} with overrides"
-        target = _validate(data, label=label)
+        target = validate_model(Target, data, label=label)
         target._source = self._source
         return target
 
@@ -369,45 +358,21 @@ def validate_target_file(path: str | Path) -> Target:
         ConfigError: One line per problem, each starting with the path and the field.
     """
     path = Path(path)
-    shown = str(path)
-    if not path.exists():
-        hint = ""
-        if path.suffix in _SUFFIXES and path.stem in target_names() and path.parent == Path():
-            hint = f" (to use the shipped target, pass its name: {path.stem})"
-        raise ConfigError(f"{shown}: no such file{hint}")
-    if not path.is_file():
-        raise ConfigError(f"{shown}: not a file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{shown}: cannot read the file: {exc}") from None
+    if not path.exists() and path.suffix in _SUFFIXES and path.parent == Path():
+        if path.stem in target_names():
+            raise ConfigError(f"{path}: no such file (to use the shipped target, pass its name: {path.stem})")
 
-    data, lines, problems = _parse_yaml(text, shown)
-    if data is None:
-        raise ConfigError(f"{shown}: the file is empty; expected a mapping of target fields")
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{shown}: expected a mapping of target fields (name: ..., runtime: ...) "
-            f"at the top level, got {_kind(data)}"
-        )
-    try:
-        target = Target.model_validate(data)
-    except ValidationError as exc:
-        problems += _problems(exc, shown, lines)
-        target = None
-    if target is not None and _is_shipped(path) and target.name != path.stem:
-        problems.append(
-            _line(
-                shown,
+    def check(target: Target) -> Iterator[Problem]:
+        if _is_shipped(path) and target.name != path.stem:
+            yield Problem(
                 ("name",),
                 f"expected {path.stem!r} (a shipped target's name equals its file name), "
-                f"got {_show(target.name)}",
-                lines,
+                f"got {show_value(target.name)}",
             )
-        )
-    if problems:
-        raise ConfigError("\n".join(problems))
-    assert target is not None
+
+    target = load_yaml_model(
+        path, Target, what="a mapping of target fields", example="name: ..., runtime: ...", check=check
+    )
     target._source = path
     return target
 
@@ -425,228 +390,3 @@ def _is_shipped(path: Path) -> bool:
         return path.resolve().parent == data_dir("targets").resolve()
     except OSError:
         return False
-
-
-def _validate(data: dict[str, Any], label: str) -> Target:
-    try:
-        return Target.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError("\n".join(_problems(exc, label, {}))) from None
-
-
-def _parse_yaml(text: str, shown: str) -> tuple[Any, dict[tuple[str, ...], int], list[str]]:
-    """Parse YAML, returning (data, line of each key path, duplicate-key problems)."""
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        raise ConfigError(f"{shown}: {_yaml_error(exc)}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{shown}: invalid YAML: {exc}") from None
-    finally:
-        loader.dispose()
-    lines: dict[tuple[str, ...], int] = {}
-    problems: list[str] = []
-    if node is not None:
-        _walk(node, (), lines, problems, shown)
-    return data, lines, problems
-
-
-def _yaml_error(exc: yaml.MarkedYAMLError) -> str:
-    """Describe a YAML syntax error as 'line L, column C: invalid YAML: ...'."""
-
-    def at(mark: Any) -> str:
-        return f"line {mark.line + 1}, column {mark.column + 1}"
-
-    mark = exc.problem_mark or exc.context_mark
-    where = f"{at(mark)}: " if mark is not None else ""
-    what = str(exc.problem or exc.context or "syntax error")
-    if exc.context and exc.problem:
-        context = str(exc.context)
-        if exc.context_mark is not None and exc.context_mark is not mark:
-            context += f" started at {at(exc.context_mark)}"
-        what += f" ({context})"
-    return f"{where}invalid YAML: {what}"
-
-
-def _walk(
-    node: yaml.Node,
-    prefix: tuple[str, ...],
-    lines: dict[tuple[str, ...], int],
-    problems: list[str],
-    shown: str,
-) -> None:
-    if not isinstance(node, yaml.MappingNode):
-        return
-    for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode):
-            continue
-        loc = (*prefix, key_node.value)
-        line = key_node.start_mark.line + 1
-        if loc in lines:
-            problems.append(
-                f"{shown}: {_dotted(loc)}: duplicate key (lines {lines[loc]} and {line}); "
-                "each field may appear once"
-            )
-        else:
-            lines[loc] = line
-        _walk(value_node, loc, lines, problems, shown)
-
-
-def _problems(exc: ValidationError, shown: str, lines: dict[tuple[str, ...], int]) -> list[str]:
-    return [_line(shown, tuple(err["loc"]), _explain(err), lines) for err in exc.errors()]
-
-
-def _line(shown: str, loc: tuple[Any, ...], message: str, lines: dict[tuple[str, ...], int]) -> str:
-    field = _dotted(loc) or "(top level)"
-    line = None
-    for end in range(len(loc), 0, -1):  # the key itself, or the nearest enclosing key
-        line = lines.get(tuple(str(part) for part in loc[:end]))
-        if line is not None:
-            break
-    where = f" (line {line})" if line is not None else ""
-    return f"{shown}: {field}: {message}{where}"
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-_EXPECTED_TYPE = {
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "int_from_float": "an integer",
-    "float_type": "a number",
-    "float_parsing": "a number",
-    "string_type": "a text value",
-    "bool_type": "true or false",
-    "model_type": "a mapping of fields",
-    "model_attributes_type": "a mapping of fields",
-    "dict_type": "a mapping",
-    "list_type": "a list",
-}
-
-
-def _explain(err: Mapping[str, Any]) -> str:
-    """Turn one pydantic error into 'expected X, got Y' (or a clear sentence)."""
-    kind = err["type"]
-    ctx = err.get("ctx") or {}
-    loc = tuple(err["loc"])
-    value = err.get("input")
-    if kind == "missing":
-        field = _field_info(loc)
-        about = f" ({field.description})" if field is not None and field.description else ""
-        return f"required field is missing{about}"
-    if kind == "extra_forbidden":
-        allowed = _allowed_fields(loc[:-1])
-        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
-        did_you_mean = f"; did you mean {hint[0]!r}?" if hint else ""
-        return f"unknown field{did_you_mean} (allowed here: {', '.join(allowed)})"
-    if kind in _EXPECTED_TYPE:
-        return f"expected {_EXPECTED_TYPE[kind]}, got {_show_typed(value)}"
-    if kind == "value_error":
-        return str(ctx.get("error", err["msg"]))
-    if kind == "literal_error":
-        return f"expected one of {ctx.get('expected', '')}, got {_show(value)}"
-    if kind == "greater_than":
-        return f"expected a number greater than {_bound(ctx['gt'])}, got {_show(value)}"
-    if kind == "greater_than_equal":
-        return f"expected a number greater than or equal to {_bound(ctx['ge'])}, got {_show(value)}"
-    if kind == "finite_number":
-        return f"expected a finite number, got {_show(value)}"
-    msg = str(err["msg"])
-    if msg.startswith("Input should be "):
-        msg = "expected " + msg[len("Input should be ") :]
-    elif msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    return f"{msg[:1].lower()}{msg[1:]}, got {_show(value)}"
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = Target
-    for part in loc:
-        field = model.model_fields.get(part) if model is not None else None
-        annotation = field.annotation if field is not None else None
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-        else:
-            return None
-    return model
-
-
-def _field_info(loc: tuple[Any, ...]) -> Any:
-    model = _model_at(loc[:-1])
-    return model.model_fields.get(loc[-1]) if model is not None and loc else None
-
-
-def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
-    model = _model_at(loc)
-    return list(model.model_fields) if model is not None else []
-
-
-def _show(value: Any) -> str:
-    """Show a value as it would be written in YAML."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and not math.isfinite(value):
-        return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return repr(value)
-    return _kind(value)
-
-
-def _bound(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _show_typed(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        return _kind(value)
-    if isinstance(value, str):
-        number = _as_number(value)
-        if number is not None:  # "640" (quoted) or 1e-3 (YAML 1.1 reads exponents without a dot as text)
-            return f"{_show(value)} (a text value; write it as {number}, without quotes)"
-    return f"{_show(value)} ({_kind(value)})"
-
-
-def _as_number(text: str) -> str | None:
-    try:
-        return str(int(text))
-    except ValueError:
-        pass
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return repr(number) if math.isfinite(number) else None
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a text value"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"a {type(value).__name__}"
-
-
-def _one_of(names: list[str]) -> str:
-    quoted = [repr(n) for n in names]
-    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"

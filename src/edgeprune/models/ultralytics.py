@@ -260,7 +260,7 @@ def _epoch_reporter(progress: Callable[[str], None]) -> Callable[[Any], None]:
 
     def report(trainer: Any) -> None:
         done, total = trainer.epoch + 1, trainer.epochs
-        if done in reported:  # the final evaluation fires the callback once more
+        if done in reported or done > total:  # the final evaluation fires the callback once more
             return
         reported.add(done)
         elapsed = time.perf_counter() - start

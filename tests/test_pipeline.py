@@ -1,0 +1,61 @@
+"""`edgeprune run RECIPE.yaml` and `edgeprune demo --quick`: the whole flow, tiny."""
+
+import json
+
+import pytest
+
+from conftest import run_cli
+
+pytest.importorskip("ultralytics")
+
+STABLE_KEYS = ("edgeprune_version", "target", "budget", "baseline", "result", "passed", "environment")
+
+
+def _check_report(path, *, with_metrics: bool):
+    report = json.loads(path.read_text())
+    for key in STABLE_KEYS:
+        assert key in report
+    assert report["budget"]["latency_ms"] > 0 and report["budget"]["percentile"] == "p50"
+    for block in ("baseline", "result"):
+        b = report[block]
+        assert b["params"] > 0 and b["macs"] > 0
+        assert set(b["latency_ms"]) >= {"p50", "p90", "mean"}
+        assert b["artifact"].endswith(".onnx")
+        assert b["parity"]["cosine"] > 0.999
+        if with_metrics:
+            assert 0.0 <= b["metrics"]["map50_95"] <= 1.0
+    assert report["result"]["macs"] < 0.7 * report["baseline"]["macs"]
+    assert isinstance(report["passed"], bool)
+    assert report["environment"]["cpu"] and report["environment"]["runtime"].startswith("onnxruntime")
+    return report
+
+
+def test_run_recipe(tmp_path):
+    (tmp_path / "recipe.yaml").write_text(
+        "model: yolov8n.yaml\ntarget: cpu-ort-fp32\nimgsz: 64\nthreads: 1\nprune: {ratio: 0.5}\n"
+        "profile_rounds: 1\nout: out\n"
+    )
+    r = run_cli("run", str(tmp_path / "recipe.yaml"))
+    assert r.returncode in (0, 3), r.stderr
+    report = _check_report(tmp_path / "out" / "report.json", with_metrics=False)
+    assert r.returncode == (0 if report["passed"] else 3)
+    assert (tmp_path / "out" / "pruned.pt").is_file()
+
+
+def test_bad_recipe_is_rejected_clearly(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: yolov8n.yaml\ntarget: cpu-ort-fp32\nprune: {ratoi: 0.5}\n")
+    r = run_cli("run", str(bad))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "prune.ratoi: unknown field; did you mean 'ratio'?" in r.stderr
+
+
+def test_demo_quick(tmp_path):
+    r = run_cli("demo", "--quick", "--out", str(tmp_path / "demo"), timeout=600)
+    assert r.returncode in (0, 3), r.stderr[-3000:]
+    assert "mAP50-95" in r.stdout and "p50 ms" in r.stdout and "demo wall time" in r.stdout
+    report = _check_report(tmp_path / "demo" / "report.json", with_metrics=True)
+    assert "of the baseline" in report["budget_rule"]
+    assert report["budget"]["latency_ms"] == pytest.approx(
+        0.7 * report["baseline"]["latency_ms"]["p50"], rel=1e-3
+    )
