@@ -44,6 +44,47 @@ def _load(model: Any, data: str | Path | None) -> Detector:
     return load_model(model, nc=nc)
 
 
+def _check_tuning(data: str | Path | None, epochs: int) -> None:
+    if epochs > 0 and data is None:
+        raise EdgepruneError("fine-tuning (epochs > 0) needs a dataset (--data DATA.yaml)")
+
+
+def prune_and_finetune(
+    detector: Detector,
+    target: Target,
+    *,
+    ratio: float,
+    importance: str,
+    data: str | Path | None,
+    epochs: int,
+    batch: int,
+    out: Path,
+    **train_options: Any,
+) -> tuple[PruneReport, Path]:
+    """Prune ``detector`` in place with the target's alignment, fine-tune if asked, save OUT/pruned.pt.
+
+    Fine-tuning runs (Ultralytics' own logs and weights) go under OUT/runs.
+
+    ``train_options`` go to ``Detector.train`` (e.g. ``progress``, ``seed``, Ultralytics overrides).
+    """
+    _check_tuning(data, epochs)
+    report = prune_detector(
+        detector, ratio=ratio, importance=importance, round_to=target.round_to, imgsz=target.imgsz
+    )
+    if epochs > 0:
+        detector.train(
+            data, epochs=epochs, imgsz=target.imgsz, batch=batch, out_dir=out / "runs", **train_options
+        )
+    meta = {
+        "ratio": ratio,
+        "importance": importance,
+        "round_to": target.round_to,
+        "target": target.name,
+        "epochs": epochs,
+    }
+    return report, detector.save(out / "pruned.pt", meta)
+
+
 @dataclass
 class PruneOutcome:
     detector: Detector
@@ -75,32 +116,23 @@ def prune(
     ``data``, mAP is measured before and after; ``epochs > 0`` fine-tunes on ``data``.
     """
     t = resolve_target(target, imgsz=imgsz)
-    if epochs > 0 and data is None:
-        raise EdgepruneError("fine-tuning (--epochs > 0) needs --data DATA.yaml")
+    _check_tuning(data, epochs)
     detector = _load(model, data)
     measure_acc = data is not None and evaluate and not dry_run
     baseline_metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch) if measure_acc else {}
-    report = prune_detector(
-        detector, ratio=ratio, importance=importance, round_to=t.round_to, imgsz=t.imgsz, dry_run=dry_run
-    )
-    outcome = PruneOutcome(detector, report, baseline_metrics=baseline_metrics)
     if dry_run:
-        return outcome
-    out = Path(out)
-    if epochs > 0:
-        detector.train(
-            data, epochs=epochs, imgsz=t.imgsz, batch=batch, out_dir=out, **(train_overrides or {})
+        report = prune_detector(
+            detector, ratio=ratio, importance=importance, round_to=t.round_to, imgsz=t.imgsz, dry_run=True
         )
+        return PruneOutcome(detector, report, baseline_metrics=baseline_metrics)
+    out = Path(out)
+    report, checkpoint = prune_and_finetune(
+        detector, t, ratio=ratio, importance=importance, data=data, epochs=epochs, batch=batch, out=out,
+        **(train_overrides or {}),
+    )  # fmt: skip
+    outcome = PruneOutcome(detector, report, checkpoint, baseline_metrics=baseline_metrics)
     if measure_acc:
         outcome.metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch)
-    meta = {
-        "ratio": ratio,
-        "importance": importance,
-        "round_to": t.round_to,
-        "target": t.name,
-        "epochs": epochs,
-    }
-    outcome.checkpoint = detector.save(out / "pruned.pt", meta)
     outcome.report_path = write_report(
         build_report(
             target=t,

@@ -7,17 +7,14 @@ one interleaved timing run, so the report's speed-up is a ratio measured under t
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeprune.errors import EdgepruneError
 from edgeprune.models import Detector, load_model
 from edgeprune.profiling import collect_environment, judge, measure_interleaved
-from edgeprune.pruning import prune_detector
 from edgeprune.report import build_report, format_table, model_block, write_report
 from edgeprune.runtimes import get_runtime
 from edgeprune.targets import Target, load_target
@@ -90,14 +87,12 @@ def run_pipeline(
         extra_report: more keys for report.json.
         started_at: ``time.perf_counter()`` when the user's command started, for the wall time.
     """
-    from edgeprune.api import dataset_classes
+    from edgeprune.api import dataset_classes, prune_and_finetune
 
     wall = started_at if started_at is not None else time.perf_counter()
     out = Path(spec.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     target = _target(spec)
-    if spec.epochs > 0 and spec.data is None:
-        raise EdgepruneError("fine-tuning (epochs > 0) needs a dataset (data: DATA.yaml)")
     runtime = get_runtime(target.runtime)  # fail before any work if the runtime is missing
     stages = stages or Stages(stage_count(spec), say)
     imgsz = target.imgsz
@@ -111,22 +106,15 @@ def run_pipeline(
 
     tune = f" and fine-tune {spec.epochs} epochs" if spec.epochs else ""
     done = stages.start(f"prune {spec.ratio:.0%} of every channel group ({spec.importance}){tune}")
-    pruned = copy.copy(baseline)
-    pruned.module = copy.deepcopy(baseline.module)
-    plan = prune_detector(
-        pruned, ratio=spec.ratio, importance=spec.importance, round_to=target.round_to, imgsz=imgsz
-    )
+    pruned = baseline.clone()
+    plan, pruned_ckpt = prune_and_finetune(
+        pruned, target, ratio=spec.ratio, importance=spec.importance, data=spec.data, epochs=spec.epochs,
+        batch=spec.batch, out=out, progress=say, seed=spec.seed, name="finetune",
+    )  # fmt: skip
     say(
         f"      params {plan.before['params']:,} -> {plan.after['params']:,}, "
         f"MACs -{1 - plan.after['macs'] / plan.before['macs']:.0%}, channels rounded to {target.round_to}"
     )
-    if spec.epochs > 0:
-        pruned.train(
-            spec.data, epochs=spec.epochs, imgsz=imgsz, batch=spec.batch, out_dir=out / "runs",
-            name="finetune", progress=say, seed=spec.seed,
-        )  # fmt: skip
-    meta = {"ratio": spec.ratio, "importance": spec.importance, "target": target.name, "epochs": spec.epochs}
-    pruned_ckpt = pruned.save(out / "pruned.pt", meta)
     done()
 
     metrics: dict[str, float] = {}

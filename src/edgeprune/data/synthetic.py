@@ -405,7 +405,7 @@ def _render_image(rng: np.random.Generator, size: int) -> tuple[Image.Image, lis
     placed: list[tuple[float, float, float]] = []  # cx, cy, r
     for _ in range(int(rng.integers(_MIN_OBJECTS, _MAX_OBJECTS + 1))):
         cls = int(rng.integers(len(_SHAPES)))
-        # Log-uniform diameter, so small and large objects are equally common.
+        # Log-uniform diameter: every octave of scale (10-20 %, 20-40 % ...) is about as common.
         r = 0.5 * size * math.exp(rng.uniform(math.log(_MIN_SIZE), math.log(_MAX_SIZE)))
         for _attempt in range(10):  # avoid stacking an object right on top of another
             cx, cy = rng.uniform(0.4 * r, size - 0.4 * r, 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,12 @@ class Detector(ABC):
     def __init__(self, module: nn.Module, source: str):
         self.module = module
         self.source = source
+
+    def clone(self) -> Detector:
+        """An independent copy (the module is deep-copied), e.g. to prune while keeping the baseline."""
+        twin = copy.copy(self)
+        twin.module = copy.deepcopy(self.module)
+        return twin
 
     # --- shapes -------------------------------------------------------------------------
     def example_input(self, imgsz: int, batch: int = 1) -> torch.Tensor:

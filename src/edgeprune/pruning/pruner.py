@@ -8,7 +8,6 @@ the image size, so tracing small keeps graph building fast).
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -75,8 +74,7 @@ def prune_detector(
         raise EdgepruneError(f"round_to must be >= 1, got {round_to}")
     criterion = IMPORTANCE.get(importance)
     if dry_run:
-        detector = copy.copy(detector)
-        detector.module = copy.deepcopy(detector.module)
+        detector = detector.clone()
 
     before_channels, before = detector.channels(), detector.count(imgsz)
     start = time.perf_counter()
