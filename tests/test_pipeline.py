@@ -59,3 +59,34 @@ def test_demo_quick(tmp_path):
     assert report["budget"]["latency_ms"] == pytest.approx(
         0.7 * report["baseline"]["latency_ms"]["p50"], rel=1e-3
     )
+
+
+def test_portable_baseline_round_trip(tmp_path):
+    """The shipped-baseline format (config + fp16 weights) rebuilds the same model, with no pickle code."""
+    import torch
+
+    from edgeprune.demo import DemoSettings, load_portable, save_portable
+    from edgeprune.models import load_model
+
+    det = load_model("yolov8n.yaml", nc=6)
+    det.module.eval()
+    path = save_portable(det, DemoSettings(), {"map50_95": 0.5}, tmp_path / "b.pt")
+    torch.load(path, weights_only=True)  # loads with the safe unpickler
+    twin, blob = load_portable(path)
+    twin.module.eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = det.inference_module()(x), twin.inference_module()(x)
+    assert blob["metrics"]["map50_95"] == 0.5 and twin.nc == 6
+    assert torch.allclose(a, b, rtol=1e-2, atol=1e-2)  # fp16 storage
+
+
+def test_shipped_baseline_matches_demo_data():
+    """If a baseline is shipped, it was trained on exactly the data the demo generates."""
+    from edgeprune.demo import BASELINE_ASSET, DemoSettings, _data_key, load_portable
+
+    if not BASELINE_ASSET.is_file():
+        pytest.skip("no shipped baseline in this checkout")
+    _, blob = load_portable(BASELINE_ASSET)
+    assert blob["data"] == _data_key(DemoSettings())
+    assert blob["metrics"]["map50_95"] > 0.3

@@ -134,7 +134,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from edgeprune.demo import run_demo
 
-    report = run_demo(out=args.out, quick=args.quick)
+    report = run_demo(out=args.out, quick=args.quick, retrain=args.retrain)
     return EXIT_OK if report["passed"] else EXIT_OVER_BUDGET
 
 
@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole flow offline on this machine, on synthetic data")
     p.add_argument("--out", default="demo-out", help="output folder (report.json, models, data)")
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke run (about a minute)")
+    p.add_argument(
+        "--retrain", action="store_true", help="train the baseline here instead of using the shipped one"
+    )
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -38,6 +38,7 @@ class PipelineSpec:
     budget_fraction: float | None = None
     profile_rounds: int = 3
     out: str | Path = "edgeprune-out"
+    train_options: dict[str, Any] | None = None  # Ultralytics training overrides for fine-tuning
 
 
 class Stages:
@@ -109,7 +110,7 @@ def run_pipeline(
     pruned = baseline.clone()
     plan, pruned_ckpt = prune_and_finetune(
         pruned, target, ratio=spec.ratio, importance=spec.importance, data=spec.data, epochs=spec.epochs,
-        batch=spec.batch, out=out, progress=say, seed=spec.seed, name="finetune",
+        batch=spec.batch, out=out, progress=say, seed=spec.seed, name="finetune", **(spec.train_options or {}),
     )  # fmt: skip
     say(
         f"      params {plan.before['params']:,} -> {plan.after['params']:,}, "

@@ -36,7 +36,7 @@ __all__ = ["CLASS_NAMES", "make_synthetic_dataset"]
 CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "ring")
 
 # Bump when the drawing changes, so a dataset made by an older version is not silently reused.
-_GENERATOR_VERSION = 1
+GENERATOR_VERSION = 1
 _STAMP = "synthetic.json"
 _SPLITS = {"train": 0, "val": 1}
 
@@ -103,7 +103,7 @@ def make_synthetic_dataset(
     stamp_path = out / _STAMP
     params = {
         "generator": "edgeprune.data.synthetic",
-        "version": _GENERATOR_VERSION,
+        "version": GENERATOR_VERSION,
         "n_train": int(n_train),
         "n_val": int(n_val),
         "imgsz": int(imgsz),

@@ -203,9 +203,9 @@ class UltralyticsDetector(Detector):
             "epochs": epochs,
             "imgsz": imgsz,
             "batch": batch,
-            "device": "cpu",
+            "device": _default_device(),
             "workers": 0,
-            "amp": False,
+            "amp": False,  # Ultralytics' AMP check downloads a model; the CPU gains nothing from AMP
             "plots": False,
             "project": str(out_dir),
             "name": name,
@@ -236,7 +236,7 @@ class UltralyticsDetector(Detector):
             "data": str(data),
             "imgsz": imgsz,
             "batch": batch,
-            "device": "cpu",
+            "device": _default_device(),
             "workers": 0,
             "plots": False,
             "verbose": False,
@@ -250,6 +250,11 @@ class UltralyticsDetector(Detector):
             "map50_95": float(stats.get("metrics/mAP50-95(B)", 0.0)),
             "map50": float(stats.get("metrics/mAP50(B)", 0.0)),
         }
+
+
+def _default_device() -> str:
+    """The first GPU when there is one, else the CPU (pass ``device=...`` to choose)."""
+    return "0" if torch.cuda.is_available() else "cpu"
 
 
 def _epoch_reporter(progress: Callable[[str], None]) -> Callable[[Any], None]:
