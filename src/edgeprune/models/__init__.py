@@ -10,6 +10,8 @@ from edgeprune.registry import Registry
 
 MODELS: Registry[type[ModelAdapter]] = Registry("model adapter")
 # Tried in registration order: specific families first, the plain nn.Module adapter last.
+# torchvision before Ultralytics: it claims only .pt files whose pickle names torchvision classes.
+MODELS.register("torchvision", "edgeprune.models.torchvision:TorchvisionAdapter")
 MODELS.register("ultralytics", "edgeprune.models.ultralytics:UltralyticsAdapter")
 MODELS.register("torch", "edgeprune.models.torch_module:TorchModuleAdapter")
 
