@@ -50,6 +50,10 @@ class Detector(ABC):
         """Layers whose output channels must stay (prediction convs of a head, say)."""
         return []
 
+    def graph_options(self) -> dict[str, Any]:
+        """Extra torch-pruning options for this family (custom pruners, channel groups, a trace forward)."""
+        return {}
+
     @contextmanager
     def prunable(self) -> Iterator[nn.Module]:
         """Rewrite blocks into prunable equivalents for the duration of the block, then restore."""

@@ -19,6 +19,13 @@ from torch import nn
 from edgeprune import _optional
 from edgeprune.errors import EdgepruneError
 from edgeprune.models.base import Detector, ModelAdapter
+from edgeprune.models.ultralytics_blocks import (
+    HalvesSplit,
+    Rewrites,
+    halved_inputs,
+    head_outputs,
+    raw_trace_forward,
+)
 
 _CONFIG_SUFFIXES = (".yaml", ".yml")
 
@@ -35,68 +42,8 @@ class FirstOutput(nn.Module):
         return out[0] if isinstance(out, (tuple, list)) else out
 
 
-class C2fSplit(nn.Module):
-    """C2f/C3k2 with its first 1x1 conv split into two convs, one per half of the ``chunk(2)``.
-
-    The stock block computes ``cv1(x).chunk(2, 1)``; a dependency graph cannot keep the two halves
-    consistent when channels are removed from one conv and then split. Two convs carry the same
-    weights, so the outputs are identical, and each half becomes its own pruning group. After
-    pruning ``merge_into`` writes the halves back into the original block (see ``UltralyticsDetector``).
-    """
-
-    def __init__(self, block: nn.Module):
-        super().__init__()
-        from ultralytics.nn.modules import Conv
-
-        c, conv = block.c, block.cv1
-        self.cv0 = Conv(conv.conv.in_channels, c, 1, 1)
-        self.cv1 = Conv(conv.conv.in_channels, c, 1, 1)
-        for half, sl in ((self.cv0, slice(0, c)), (self.cv1, slice(c, 2 * c))):
-            _copy_conv(conv, half, sl)
-        self.m = block.m
-        self.cv2 = block.cv2
-        for attr in ("f", "i", "type", "np"):  # Ultralytics' routing attributes (from-layer, index, ...)
-            if hasattr(block, attr):
-                setattr(self, attr, getattr(block, attr))
-        self.train(block.training)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = [self.cv0(x), self.cv1(x)]
-        y.extend(m(y[-1]) for m in self.m)
-        return self.cv2(torch.cat(y, 1))
-
-    def merge_into(self, block: nn.Module) -> nn.Module:
-        """Write the (pruned) halves back into ``block`` so that it stays a stock Ultralytics module."""
-        from ultralytics.nn.modules import Conv
-
-        c0, c1 = self.cv0.conv.out_channels, self.cv1.conv.out_channels
-        if c0 != c1:
-            raise EdgepruneError(
-                f"C2f halves were pruned to different widths ({c0} vs {c1}); the stock block needs equal halves"
-            )
-        merged = Conv(self.cv0.conv.in_channels, c0 + c1, 1, 1)
-        merged.conv.weight.data = torch.cat([self.cv0.conv.weight.data, self.cv1.conv.weight.data])
-        bn, b0, b1 = merged.bn, self.cv0.bn, self.cv1.bn
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            getattr(bn, name).data = torch.cat([getattr(b0, name).data, getattr(b1, name).data])
-        bn.eps, bn.momentum, bn.num_features = b0.eps, b0.momentum, c0 + c1
-        merged.train(self.training)
-        block.cv1, block.m, block.cv2, block.c = merged, self.m, self.cv2, c0
-        return block
-
-
-def _copy_conv(src: nn.Module, dst: nn.Module, rows: slice) -> None:
-    """Copy output channels ``rows`` of an Ultralytics Conv (conv + BN) into ``dst``."""
-    dst.conv.weight.data.copy_(src.conv.weight.data[rows])
-    for name in ("weight", "bias", "running_mean", "running_var"):
-        getattr(dst.bn, name).data.copy_(getattr(src.bn, name).data[rows])
-    dst.bn.eps, dst.bn.momentum = src.bn.eps, src.bn.momentum
-
-
-def _is_chunked_c2f(module: nn.Module) -> bool:
-    from ultralytics.nn.modules.block import C2f
-
-    return isinstance(module, C2f) and type(module).forward is C2f.forward
+# The prunable form of C2f-like blocks; kept under its first name for callers that check for it.
+C2fSplit = HalvesSplit
 
 
 class UltralyticsDetector(Detector):
@@ -116,30 +63,52 @@ class UltralyticsDetector(Detector):
     def inference_module(self) -> nn.Module:
         return FirstOutput(self.module)
 
+    def count(self, imgsz: int) -> dict[str, int]:
+        """Parameters and MACs; RT-DETR's encoder passes attention's ``value`` by keyword, which
+        torch-pruning's counter cannot read, so it is handed over positionally while counting."""
+        hooks = [
+            m.register_forward_pre_hook(_value_positional, with_kwargs=True)
+            for m in self.module.modules()
+            if isinstance(m, nn.MultiheadAttention)
+        ]
+        try:
+            return super().count(imgsz)
+        finally:
+            for h in hooks:
+                h.remove()
+
     def ignored_layers(self) -> list[nn.Module]:
-        """The last conv of every branch of the head (its channels are box/class outputs) and the DFL."""
-        head, ignored = self.head, []
-        for child in head.children():
-            if isinstance(child, nn.ModuleList):
-                ignored.extend(branch[-1] for branch in child if isinstance(branch, nn.Sequential))
-        if hasattr(head, "dfl"):
-            ignored.append(head.dfl)
-        return ignored
+        """The head's prediction convs (all branches, one2one included), DFL, and kept-whole blocks.
+
+        Inside ``prunable()`` this also lists what the block rewrites must keep (attention kept
+        whole and the halves next to it, see ``ultralytics_blocks``).
+        """
+        rewrites = getattr(self, "_rewrites", None)
+        return head_outputs(self.head) + (rewrites.kept() if rewrites is not None else [])
+
+    def graph_options(self) -> dict[str, Any]:
+        """Extra torch-pruning options while ``prunable()`` is active: trace forward, custom layers."""
+        options: dict[str, Any] = {
+            "customized_pruners": Rewrites.customized_pruners(),
+            # fresh dicts: torch-pruning fills its (shared, mutable) defaults with live modules
+            "in_channel_groups": halved_inputs(self.module),
+            "out_channel_groups": {},
+        }
+        forward = raw_trace_forward(self.module)
+        if forward is not None:
+            options["forward_fn"] = forward
+        return options
 
     @contextmanager
     def prunable(self) -> Iterator[nn.Module]:
-        originals: list[tuple[nn.Module, str, nn.Module, C2fSplit]] = []
-        for parent in list(self.module.modules()):
-            for name, child in parent.named_children():
-                if _is_chunked_c2f(child):
-                    split = C2fSplit(child)
-                    setattr(parent, name, split)
-                    originals.append((parent, name, child, split))
+        """Blocks rewritten into prunable equivalents (identical outputs); stock blocks again on exit."""
+        rewrites = Rewrites().apply(self.module)
+        self._rewrites = rewrites
         try:
             yield self.module
         finally:
-            for parent, name, block, split in originals:
-                setattr(parent, name, split.merge_into(block))
+            self._rewrites = None
+            rewrites.undo()
 
     # --- persistence --------------------------------------------------------------------
     def save(self, path: Path, metadata: dict[str, Any] | None = None) -> Path:
@@ -252,6 +221,13 @@ class UltralyticsDetector(Detector):
         }
 
 
+def _value_positional(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    if len(args) == 2 and "value" in kwargs:
+        kwargs = dict(kwargs)
+        args = (*args, kwargs.pop("value"))
+    return args, kwargs
+
+
 def _default_device() -> str:
     """The first GPU when there is one, else the CPU (pass ``device=...`` to choose)."""
     return "0" if torch.cuda.is_available() else "cpu"
@@ -299,7 +275,7 @@ class UltralyticsAdapter(ModelAdapter):
     def load(cls, source: Any, *, nc: int | None = None, **_: Any) -> UltralyticsDetector:
         """Load a checkpoint or build a model from a config (``nc`` overrides the config's class count)."""
         _optional.ultralytics()
-        from ultralytics import YOLO
+        from ultralytics import RTDETR, YOLO
 
         if isinstance(source, nn.Module):
             return UltralyticsDetector(source, source=getattr(source, "pt_path", "") or "module")
@@ -308,7 +284,7 @@ class UltralyticsAdapter(ModelAdapter):
         if not is_config and not Path(text).is_file():
             raise EdgepruneError(f"checkpoint not found: {text} (edgeprune never downloads weights)")
         try:
-            yolo = YOLO(text)
+            yolo = (RTDETR if Path(text).stem.lower().startswith("rtdetr") else YOLO)(text)
         except FileNotFoundError as e:
             raise EdgepruneError(f"cannot load {text}: {e}") from None
         model = yolo.model

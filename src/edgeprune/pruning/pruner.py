@@ -95,6 +95,7 @@ def _prune_in_place(detector: Detector, importance: Any, ratio: float, round_to:
         module.eval()  # tracing in train mode would update BatchNorm statistics
         for p in module.parameters():
             p.requires_grad_(True)  # the graph is traced through autograd
+        options = detector.graph_options()  # read inside the rewrites: they may name rewritten layers
         try:
             pruner = tp.pruner.MetaPruner(
                 module,
@@ -104,6 +105,7 @@ def _prune_in_place(detector: Detector, importance: Any, ratio: float, round_to:
                 ignored_layers=detector.ignored_layers(),
                 round_to=round_to,
                 global_pruning=False,
+                **options,
             )
             pruner.step()
         finally:
