@@ -39,9 +39,9 @@ def dataset_classes(data: str | Path) -> int:
     return len(names)
 
 
-def _load(model: Any, data: str | Path | None) -> Detector:
+def _load(model: Any, data: str | Path | None, trust_checkpoint: bool = False) -> Detector:
     nc = dataset_classes(data) if data is not None else None
-    return load_model(model, nc=nc)
+    return load_model(model, nc=nc, trust_checkpoint=trust_checkpoint)
 
 
 def _check_tuning(data: str | Path | None, epochs: int) -> None:
@@ -109,15 +109,18 @@ def prune(
     dry_run: bool = False,
     evaluate: bool = True,
     train_overrides: dict[str, Any] | None = None,
+    trust_checkpoint: bool = False,
 ) -> PruneOutcome:
     """Prune ``model`` by ``ratio`` with the target's channel alignment, optionally fine-tune.
 
     Writes ``OUT/pruned.pt`` (loadable by ``ultralytics.YOLO``) and ``OUT/prune.json``. With
     ``data``, mAP is measured before and after; ``epochs > 0`` fine-tunes on ``data``.
+    A checkpoint is unpickled through an allow-list (``UnsafeCheckpointError`` otherwise);
+    ``trust_checkpoint=True`` loads it with plain pickle, which runs whatever code it holds.
     """
     t = resolve_target(target, imgsz=imgsz)
     _check_tuning(data, epochs)
-    detector = _load(model, data)
+    detector = _load(model, data, trust_checkpoint)
     measure_acc = data is not None and evaluate and not dry_run
     baseline_metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch) if measure_acc else {}
     if dry_run:
@@ -152,10 +155,14 @@ def export(
     imgsz: int | None = None,
     out: str | Path = "edgeprune-out",
     stem: str | None = None,
+    trust_checkpoint: bool = False,
 ) -> ExportResult:
-    """Export ``model`` to the target's runtime and precision; parity against PyTorch is measured."""
+    """Export ``model`` to the target's runtime and precision; parity against PyTorch is measured.
+
+    ``trust_checkpoint`` as for ``prune``.
+    """
     t = resolve_target(target, imgsz=imgsz)
-    detector = load_model(model)
+    detector = load_model(model, trust_checkpoint=trust_checkpoint)
     runtime = get_runtime(t.runtime)
     module = detector.inference_module().eval()
     example = detector.example_input(t.imgsz, t.batch)

@@ -31,6 +31,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         batch=args.batch,
         out=args.out,
         dry_run=args.dry_run,
+        trust_checkpoint=args.trust_checkpoint,
     )
     r = outcome.report
     if args.dry_run:
@@ -55,7 +56,9 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from edgeprune.api import export
 
-    result = export(args.model, args.target, imgsz=args.imgsz, out=args.out)
+    result = export(
+        args.model, args.target, imgsz=args.imgsz, out=args.out, trust_checkpoint=args.trust_checkpoint
+    )
     print(f"artifact: {result.artifact} ({result.size_mb:.2f} MB, {result.runtime} {result.precision})")
     if result.parity:
         print(
@@ -152,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
             "--target", "-t", required=True, help="target name (see `edgeprune targets list`) or YAML path"
         )
 
+    def trust_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--trust-checkpoint",
+            action="store_true",
+            help="load the checkpoint with plain pickle, skipping the allow-list: it can run any code "
+            "the file contains, so only for files you trust",
+        )
+
     p = sub.add_parser("prune", help="remove channels with the dependency graph, optionally fine-tune")
     p.add_argument("model", help="Ultralytics checkpoint (.pt) or model config (e.g. yolov8n.yaml)")
     target_arg(p)
@@ -168,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="edgeprune-out", help="output folder (pruned.pt, prune.json)")
     p.add_argument("--dry-run", action="store_true", help="print the per-layer plan and change nothing")
     p.add_argument("--all-layers", action="store_true", help="with --dry-run, list unchanged layers too")
+    trust_arg(p)
     p.set_defaults(func=_cmd_prune)
 
     p = sub.add_parser("export", help="export to the target's runtime and precision, with a parity check")
@@ -175,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     target_arg(p)
     p.add_argument("--imgsz", type=int, help="image size (default: the target's)")
     p.add_argument("--out", default="edgeprune-out", help="output folder")
+    trust_arg(p)
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("profile", help="measure latency with the target's runtime and judge the budget")

@@ -29,9 +29,9 @@ class DemoSettings:
     seed: int = 0
     base_epochs: int = 120  # epochs of the shipped baseline (examples/train_demo_baseline.py)
     retrain_epochs: int = 25  # epochs when the demo trains its own baseline (--retrain)
-    finetune_epochs: int = 15
+    finetune_epochs: int = 40
     batch: int = 16
-    ratio: float = 0.5
+    ratio: float = 0.35
     importance: str = "l2"
     budget_fraction: float = 0.7  # budget = this fraction of the baseline's measured latency
     profile_rounds: int = 3
@@ -45,7 +45,7 @@ QUICK = DemoSettings(
 # run warming up; AdamW at a higher rate with one warm-up epoch learns several times faster here.
 BASELINE_TRAINING = {"optimizer": "AdamW", "lr0": 0.003, "warmup_epochs": 1}
 # Fine-tuning a pruned model starts from trained weights: a gentler rate and no warm-up.
-FINETUNE_TRAINING = {"optimizer": "AdamW", "lr0": 0.001, "warmup_epochs": 0}
+FINETUNE_TRAINING = {"optimizer": "AdamW", "lr0": 0.002, "warmup_epochs": 0}
 
 BASELINE_ASSET = Path(__file__).resolve().parent / "assets" / "demo_baseline.pt"
 _DATA_KEYS = ("model", "n_train", "n_val", "imgsz", "seed")

@@ -17,7 +17,11 @@ MODELS.register("torch", "edgeprune.models.torch_module:TorchModuleAdapter")
 
 
 def load_model(source: Any, **kwargs: Any) -> Detector:
-    """Load ``source`` (checkpoint path, model config name or ``nn.Module``) with the first adapter that accepts it."""
+    """Load ``source`` (checkpoint path, model config name or ``nn.Module``) with the first adapter that accepts it.
+
+    ``kwargs`` go to the adapter's ``load``, e.g. ``nc`` and ``trust_checkpoint``: checkpoints are
+    unpickled through an allow-list (``edgeprune.models.safe_load``) unless ``trust_checkpoint=True``.
+    """
     if isinstance(source, Detector):
         return source
     for name in MODELS.names():

@@ -25,6 +25,7 @@ from torch import nn
 from edgeprune import _optional
 from edgeprune.errors import EdgepruneError
 from edgeprune.models.base import ModelAdapter
+from edgeprune.models.safe_load import safe_torch_load
 from edgeprune.models.torch_module import TorchModuleDetector
 
 PREFIX = "torchvision:"
@@ -108,7 +109,9 @@ class TorchvisionAdapter(ModelAdapter):
         return False
 
     @classmethod
-    def load(cls, source: Any, *, nc: int | None = None, **_: Any) -> TorchvisionDetector:
+    def load(
+        cls, source: Any, *, nc: int | None = None, trust_checkpoint: bool = False, **_: Any
+    ) -> TorchvisionDetector:
         """Build ``torchvision:NAME`` without weights (``nc`` sets the class count), or wrap/load a model."""
         if isinstance(source, nn.Module):
             return TorchvisionDetector(source, source=type(source).__name__)
@@ -126,7 +129,7 @@ class TorchvisionAdapter(ModelAdapter):
             if nc is not None:
                 kwargs["num_classes"] = nc
             return TorchvisionDetector(tv.models.get_model(name, **kwargs).eval(), source=text)
-        ckpt = torch.load(text, map_location="cpu", weights_only=False)
+        ckpt = safe_torch_load(text, trust=trust_checkpoint)
         module = ckpt["model"] if isinstance(ckpt, dict) else ckpt
         if not isinstance(module, nn.Module):
             raise EdgepruneError(f"{text} does not hold a model (found {type(module).__name__})")

@@ -19,6 +19,7 @@ from torch import nn
 from edgeprune import _optional
 from edgeprune.errors import EdgepruneError
 from edgeprune.models.base import Detector, ModelAdapter
+from edgeprune.models.safe_load import load_ultralytics_checkpoint
 from edgeprune.models.ultralytics_blocks import (
     HalvesSplit,
     Rewrites,
@@ -190,8 +191,7 @@ class UltralyticsDetector(Detector):
         trainer.model = self.module
         trainer.train()
         best = Path(trainer.best if trainer.best.exists() else trainer.last)
-        ckpt = torch.load(best, map_location="cpu", weights_only=False)
-        self.module = (ckpt.get("ema") or ckpt["model"]).float()
+        self.module = load_ultralytics_checkpoint(best)
         return best
 
     def evaluate(
@@ -272,8 +272,14 @@ class UltralyticsAdapter(ModelAdapter):
         return isinstance(source, (str, Path)) and str(source).lower().endswith((".pt", *_CONFIG_SUFFIXES))
 
     @classmethod
-    def load(cls, source: Any, *, nc: int | None = None, **_: Any) -> UltralyticsDetector:
-        """Load a checkpoint or build a model from a config (``nc`` overrides the config's class count)."""
+    def load(
+        cls, source: Any, *, nc: int | None = None, trust_checkpoint: bool = False, **_: Any
+    ) -> UltralyticsDetector:
+        """Load a checkpoint or build a model from a config (``nc`` overrides the config's class count).
+
+        Checkpoints are unpickled through edgeprune's allow-list (``safe_load``) unless
+        ``trust_checkpoint``: Ultralytics' own loader would run whatever code the file carries.
+        """
         _optional.ultralytics()
         from ultralytics import RTDETR, YOLO
 
@@ -283,11 +289,13 @@ class UltralyticsAdapter(ModelAdapter):
         is_config = text.lower().endswith(_CONFIG_SUFFIXES)
         if not is_config and not Path(text).is_file():
             raise EdgepruneError(f"checkpoint not found: {text} (edgeprune never downloads weights)")
-        try:
-            yolo = (RTDETR if Path(text).stem.lower().startswith("rtdetr") else YOLO)(text)
-        except FileNotFoundError as e:
-            raise EdgepruneError(f"cannot load {text}: {e}") from None
-        model = yolo.model
+        if not is_config:
+            model = load_ultralytics_checkpoint(text, trust=trust_checkpoint)
+        else:
+            try:
+                model = (RTDETR if Path(text).stem.lower().startswith("rtdetr") else YOLO)(text).model
+            except FileNotFoundError as e:
+                raise EdgepruneError(f"cannot load {text}: {e}") from None
         if is_config and nc is not None and nc != model.model[-1].nc:
             args = model.args
             model = type(model)(model.yaml, nc=nc, verbose=False)
