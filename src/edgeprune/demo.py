@@ -31,7 +31,7 @@ class DemoSettings:
     retrain_epochs: int = 25  # epochs when the demo trains its own baseline (--retrain)
     finetune_epochs: int = 40
     batch: int = 16
-    ratio: float = 0.35
+    ratio: float = 0.4
     importance: str = "l2"
     budget_fraction: float = 0.7  # budget = this fraction of the baseline's measured latency
     profile_rounds: int = 3
