@@ -197,7 +197,7 @@ class UltralyticsDetector(Detector):
     def evaluate(
         self, data: str | Path, *, imgsz: int, batch: int = 16, **overrides: Any
     ) -> dict[str, float]:
-        """mAP on the validation split with Ultralytics' own validator (the same metric users quote)."""
+        """mAP on the validation split with Ultralytics' own validator and `model.val()`'s settings."""
         self._check_data(data)
         from ultralytics.models.yolo.detect import DetectionValidator
 
@@ -211,6 +211,7 @@ class UltralyticsDetector(Detector):
             "verbose": False,
             "save_json": False,
             "half": False,
+            "rect": True,  # as `YOLO(...).val()` does, so the numbers match what users get themselves
             **overrides,
         }
         validator = DetectionValidator(args=args)
