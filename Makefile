@@ -26,8 +26,9 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The demo's verdict is a measurement: exit 3 (over budget) is a result it reports, not a failure.
 demo: install
-	$(BIN)/edgeprune demo --out demo-out
+	$(BIN)/edgeprune demo --out demo-out || test $$? -eq 3
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples
