@@ -137,7 +137,7 @@ def run_pipeline(
 
     threads = target.threads
     done = stages.start(
-        f"profile both with {runtime.environment()['runtime']}, {threads or 'default'} threads, "
+        f"profile both with {runtime.environment()['runtime']}, {_threads_text(threads)}, "
         f"{spec.profile_rounds} interleaved rounds"
     )
     sessions = {name: runtime.load(e.artifact, threads=threads) for name, e in exports.items()}
@@ -196,6 +196,12 @@ def run_pipeline(
     say(verdict.sentence())
     say(f"speed-up {report['speedup_p50']:.2f}x at p50; report: {path}")
     return report
+
+
+def _threads_text(threads: int | None) -> str:
+    if threads is None:
+        return "the runtime's default threads"
+    return "1 thread" if threads == 1 else f"{threads} threads"
 
 
 def _runner(session: Any) -> Callable[[], object]:
