@@ -41,25 +41,17 @@ def _check(name, tmp_path, imgsz):
     assert reloaded.channels() == det.channels()
 
 
-@pytest.mark.parametrize("name", CLASSIFIERS)
+def _with_slow(fast, slow):
+    return [*fast, *(pytest.param(name, marks=pytest.mark.slow) for name in slow)]
+
+
+@pytest.mark.parametrize("name", _with_slow(CLASSIFIERS, SLOW_CLASSIFIERS))
 def test_classifier(name, tmp_path):
     _check(name, tmp_path, 64)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", SLOW_CLASSIFIERS)
-def test_classifier_slow(name, tmp_path):
-    _check(name, tmp_path, 64)
-
-
-@pytest.mark.parametrize("name", DETECTORS)
+@pytest.mark.parametrize("name", _with_slow(DETECTORS, SLOW_DETECTORS))
 def test_detector(name, tmp_path):
-    _check(name, tmp_path, 320)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", SLOW_DETECTORS)
-def test_detector_slow(name, tmp_path):
     _check(name, tmp_path, 320)
 
 

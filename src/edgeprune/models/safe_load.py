@@ -377,8 +377,9 @@ def _class_allowed(cls: type) -> bool:
             module, "ultralytics.utils.loss", "ultralytics.utils.tal", "ultralytics.models.utils.loss"
         )
     if _under(module, "torchvision"):
+        # plain helpers: box coders, and the FPN level mapper MultiScaleRoIAlign keeps after a forward
         return (is_module and _under(module, "torchvision.models", "torchvision.ops")) or (
-            module == "torchvision.models.detection._utils"
+            module in ("torchvision.models.detection._utils", "torchvision.ops.poolers")
         )
     if _under(module, "edgeprune"):
         return is_module or dataclasses.is_dataclass(cls) or issubclass(cls, enum.Enum)
