@@ -12,6 +12,7 @@ from edgeprune.errors import EdgepruneError
 from edgeprune.models import Detector, load_model
 from edgeprune.profiling import LatencyStats, Verdict, collect_environment, judge, measure
 from edgeprune.pruning import PruneReport, prune_detector
+from edgeprune.pruning.pruner import check_options
 from edgeprune.report import build_report, model_block, write_report
 from edgeprune.runtimes import get_runtime
 from edgeprune.runtimes.base import ExportResult
@@ -59,6 +60,8 @@ def prune_and_finetune(
     epochs: int,
     batch: int,
     out: Path,
+    allocation: str = "uniform",
+    max_layer_ratio: float = 0.8,
     **train_options: Any,
 ) -> tuple[PruneReport, Path]:
     """Prune ``detector`` in place with the target's alignment, fine-tune if asked, save OUT/pruned.pt.
@@ -66,10 +69,18 @@ def prune_and_finetune(
     Fine-tuning runs (Ultralytics' own logs and weights) go under OUT/runs.
 
     ``train_options`` go to ``Detector.train`` (e.g. ``progress``, ``seed``, Ultralytics overrides).
+    ``data`` also gives gradient-based criteria (``taylor``) their batches.
     """
     _check_tuning(data, epochs)
     report = prune_detector(
-        detector, ratio=ratio, importance=importance, round_to=target.round_to, imgsz=target.imgsz
+        detector,
+        ratio=ratio,
+        importance=importance,
+        round_to=target.round_to,
+        imgsz=target.imgsz,
+        allocation=allocation,
+        max_layer_ratio=max_layer_ratio,
+        data=data,
     )
     if epochs > 0:
         detector.train(
@@ -78,6 +89,8 @@ def prune_and_finetune(
     meta = {
         "ratio": ratio,
         "importance": importance,
+        "allocation": allocation,
+        "max_layer_ratio": max_layer_ratio,
         "round_to": target.round_to,
         "target": target.name,
         "epochs": epochs,
@@ -101,6 +114,8 @@ def prune(
     *,
     ratio: float,
     importance: str = "l2",
+    allocation: str = "uniform",
+    max_layer_ratio: float = 0.8,
     data: str | Path | None = None,
     epochs: int = 0,
     imgsz: int | None = None,
@@ -113,6 +128,10 @@ def prune(
 ) -> PruneOutcome:
     """Prune ``model`` by ``ratio`` with the target's channel alignment, optionally fine-tune.
 
+    ``allocation`` is ``uniform`` (``ratio`` of every group) or ``global`` (``ratio`` of all channels,
+    least important first, at most ``max_layer_ratio`` of any group). ``importance="taylor"``
+    needs ``data``: a few batches of its train split give the gradients.
+
     Writes ``OUT/pruned.pt`` (loadable by ``ultralytics.YOLO``) and ``OUT/prune.json``. With
     ``data``, mAP is measured before and after; ``epochs > 0`` fine-tunes on ``data``.
     A checkpoint is unpickled through an allow-list (``UnsafeCheckpointError`` otherwise);
@@ -120,18 +139,34 @@ def prune(
     """
     t = resolve_target(target, imgsz=imgsz)
     _check_tuning(data, epochs)
+    check_options(
+        ratio=ratio,
+        importance=importance,
+        round_to=t.round_to,
+        allocation=allocation,
+        max_layer_ratio=max_layer_ratio,
+        data=data,
+    )
     detector = _load(model, data, trust_checkpoint)
     measure_acc = data is not None and evaluate and not dry_run
     baseline_metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch) if measure_acc else {}
     if dry_run:
         report = prune_detector(
-            detector, ratio=ratio, importance=importance, round_to=t.round_to, imgsz=t.imgsz, dry_run=True
+            detector,
+            ratio=ratio,
+            importance=importance,
+            round_to=t.round_to,
+            imgsz=t.imgsz,
+            dry_run=True,
+            allocation=allocation,
+            max_layer_ratio=max_layer_ratio,
+            data=data,
         )
         return PruneOutcome(detector, report, baseline_metrics=baseline_metrics)
     out = Path(out)
     report, checkpoint = prune_and_finetune(
         detector, t, ratio=ratio, importance=importance, data=data, epochs=epochs, batch=batch, out=out,
-        **(train_overrides or {}),
+        allocation=allocation, max_layer_ratio=max_layer_ratio, **(train_overrides or {}),
     )  # fmt: skip
     outcome = PruneOutcome(detector, report, checkpoint, baseline_metrics=baseline_metrics)
     if measure_acc:

@@ -25,6 +25,8 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         args.target,
         ratio=args.ratio,
         importance=args.importance,
+        allocation=args.allocation,
+        max_layer_ratio=args.max_layer_ratio,
         data=args.data,
         epochs=args.epochs,
         imgsz=args.imgsz,
@@ -42,8 +44,9 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         ["after", r.after["params"], r.after["macs"], outcome.metrics.get("map50_95")],
     ]
     print(format_table(["model", "params", "MACs", "mAP50-95"], rows))
+    scope = "of all channels, ranked globally" if r.allocation == "global" else "of each group"
     print(
-        f"pruned {r.ratio:.0%} of each group ({r.importance}, channels rounded to {r.round_to}) "
+        f"pruned {r.ratio:.0%} {scope} ({r.importance}, channels rounded to {r.round_to}) "
         f"in {r.seconds:.2f} s; MACs at {r.imgsz} px: -{1 - r.after['macs'] / r.before['macs']:.1%}"
     )
     if args.dry_run:
@@ -142,6 +145,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from edgeprune.pruning.importance import ALLOCATIONS, IMPORTANCE
+
     parser = argparse.ArgumentParser(
         prog="edgeprune",
         description="Prune, export and profile object detectors against a device's latency budget.",
@@ -167,10 +172,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="Ultralytics checkpoint (.pt) or model config (e.g. yolov8n.yaml)")
     target_arg(p)
     p.add_argument(
-        "--ratio", type=float, required=True, help="fraction of channels removed from each group, 0..1"
+        "--ratio",
+        type=float,
+        required=True,
+        help="fraction of channels removed, 0..1: from each group (uniform) or of all channels (global)",
     )
     p.add_argument(
-        "--importance", default="l2", help="channel importance criterion (l1, l2, bn, lamp, random)"
+        "--importance",
+        default="l2",
+        help=f"channel importance criterion: {', '.join(IMPORTANCE.names())} "
+        "(taylor needs --data: its gradients come from a few batches of the train split)",
+    )
+    p.add_argument(
+        "--allocation",
+        choices=ALLOCATIONS,
+        default="uniform",
+        help="uniform: the same ratio for every group; global: rank all channels together",
+    )
+    p.add_argument(
+        "--max-layer-ratio",
+        type=float,
+        default=0.8,
+        help="no layer loses more than this fraction of its channels (default 0.8)",
     )
     p.add_argument("--data", help="Ultralytics data.yaml: measure mAP before/after and fine-tune on it")
     p.add_argument("--epochs", type=int, default=0, help="fine-tuning epochs after pruning (0 = none)")

@@ -32,6 +32,8 @@ class PipelineSpec:
     threads: int | None = None
     ratio: float = 0.5
     importance: str = "l2"
+    allocation: str = "uniform"
+    max_layer_ratio: float = 0.8
     epochs: int = 0
     batch: int = 16
     seed: int = 0
@@ -106,11 +108,12 @@ def run_pipeline(
         done()
 
     tune = f" and fine-tune {spec.epochs} epochs" if spec.epochs else ""
-    done = stages.start(f"prune {spec.ratio:.0%} of every channel group ({spec.importance}){tune}")
+    scope = "of all channels, global ranking" if spec.allocation == "global" else "of every channel group"
+    done = stages.start(f"prune {spec.ratio:.0%} {scope} ({spec.importance}){tune}")
     pruned = baseline.clone()
     plan, pruned_ckpt = prune_and_finetune(
         pruned, target, ratio=spec.ratio, importance=spec.importance, data=spec.data, epochs=spec.epochs,
-        batch=spec.batch, out=out, progress=say, seed=spec.seed, name="finetune", **(spec.train_options or {}),
+        batch=spec.batch, out=out, allocation=spec.allocation, max_layer_ratio=spec.max_layer_ratio, progress=say, seed=spec.seed, name="finetune", **(spec.train_options or {}),
     )  # fmt: skip
     say(
         f"      params {plan.before['params']:,} -> {plan.after['params']:,}, "

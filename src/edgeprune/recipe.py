@@ -18,6 +18,7 @@ Relative paths are resolved against the recipe file's folder.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -30,7 +31,13 @@ class PruneStep(BaseModel):
 
     ratio: float = Field(ge=0, lt=1, description="fraction of channels removed from every group")
     importance: str = Field(
-        default="l2", description="channel importance criterion (l1, l2, bn, lamp, random)"
+        default="l2", description="channel importance criterion (l1, l2, bn, taylor, lamp, random)"
+    )
+    allocation: Literal["uniform", "global"] = Field(
+        default="uniform", description="ratio of every group (uniform) or of all channels (global)"
+    )
+    max_layer_ratio: float = Field(
+        default=0.8, gt=0, lt=1, description="no layer loses more than this fraction of its channels"
     )
     epochs: int = Field(default=0, ge=0, description="fine-tuning epochs after pruning (needs data)")
     batch: int = Field(default=16, ge=1, description="batch size for fine-tuning and validation")
@@ -76,6 +83,8 @@ def load_recipe(path: str | Path) -> PipelineSpec:
         threads=recipe.threads,
         ratio=recipe.prune.ratio,
         importance=recipe.prune.importance,
+        allocation=recipe.prune.allocation,
+        max_layer_ratio=recipe.prune.max_layer_ratio,
         epochs=recipe.prune.epochs,
         batch=recipe.prune.batch,
         seed=recipe.seed,

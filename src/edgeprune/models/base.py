@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from edgeprune.errors import EdgepruneError
+
 
 class Detector(ABC):
     """A loaded model plus the family-specific knowledge to prune, save, train and evaluate it.
@@ -58,6 +60,22 @@ class Detector(ABC):
     def prunable(self) -> Iterator[nn.Module]:
         """Rewrite blocks into prunable equivalents for the duration of the block, then restore."""
         yield self.module
+
+    def equal_widths(self) -> list[tuple[nn.Module, nn.Module]]:
+        """Pairs of layers whose output widths must stay equal (read inside ``prunable()``)."""
+        return []
+
+    def accumulate_gradients(self, data: str | Path, *, batches: int, imgsz: int, batch_size: int) -> None:
+        """Back-propagate the model's own training loss on ``batches`` batches of ``data``'s train split.
+
+        Gradients add up in ``.grad`` of ``self.module``'s parameters (for gradient-based importance
+        such as Taylor); everything else (weights, BatchNorm statistics, train/eval mode) is left as
+        it was. Called inside ``prunable()``, so the rewritten modules receive the gradients.
+        """
+        raise EdgepruneError(
+            f"criterion 'taylor' needs a model family with a training loss and --data; "
+            f"{self.family} models have no training loss in edgeprune"
+        )
 
     # --- persistence and training ----------------------------------------------------------
     @abstractmethod

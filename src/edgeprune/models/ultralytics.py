@@ -100,6 +100,10 @@ class UltralyticsDetector(Detector):
             options["forward_fn"] = forward
         return options
 
+    def equal_widths(self) -> list[tuple[nn.Module, nn.Module]]:
+        """The two half convs of every split block: the stock block needs equal halves to merge back."""
+        return [(m.cv_a.conv, m.cv_b.conv) for m in self.module.modules() if isinstance(m, HalvesSplit)]
+
     @contextmanager
     def prunable(self) -> Iterator[nn.Module]:
         """Blocks rewritten into prunable equivalents (identical outputs); stock blocks again on exit."""
@@ -110,6 +114,73 @@ class UltralyticsDetector(Detector):
         finally:
             self._rewrites = None
             rewrites.undo()
+
+    def accumulate_gradients(self, data: str | Path, *, batches: int, imgsz: int, batch_size: int) -> None:
+        """Back-propagate the model's own loss on the first ``batches`` batches of the train split.
+
+        Images are letterboxed without augmentation (Ultralytics' validation transforms) and
+        normalised as ``DetectionTrainer.preprocess_batch`` does. The loss needs train mode (the head
+        returns raw maps); BatchNorm statistics are saved and restored, so only ``.grad`` changes.
+        """
+        from ultralytics.cfg import DEFAULT_CFG_DICT
+        from ultralytics.data.build import build_dataloader, build_yolo_dataset
+        from ultralytics.utils import IterableSimpleNamespace
+
+        if batches < 1 or batch_size < 1:
+            raise EdgepruneError(f"gradient batches and batch size must be >= 1, got {batches}, {batch_size}")
+        info = self._check_data(data)
+        model = self.module
+        if not hasattr(model, "init_criterion"):
+            raise EdgepruneError(f"{type(model).__name__} has no training loss: criterion 'taylor' needs one")
+        args = dict(model.args) if isinstance(model.args, dict) else vars(model.args)
+        cfg = IterableSimpleNamespace(
+            **{**DEFAULT_CFG_DICT, **args, "imgsz": imgsz, "batch": batch_size, "rect": False, "cache": False}
+        )
+        stride = max(int(model.stride.max()), 32)
+        try:
+            dataset = build_yolo_dataset(cfg, info["train"], batch_size, info, mode="val", stride=stride)
+        except (ValueError, KeyError) as e:
+            raise EdgepruneError(f"criterion 'taylor': cannot read {data} for {cfg.task}: {e}") from e
+        loader = build_dataloader(
+            dataset, batch_size, 0, shuffle=False, rank=-1, pin_memory=False, device="cpu"
+        )
+        device = next(model.parameters()).device
+
+        saved_args, saved_criterion = model.args, getattr(model, "criterion", None)
+        buffers = {k: v.clone() for k, v in model.state_dict(keep_vars=True).items() if _is_bn_buffer(k)}
+        was_training = model.training
+        requires = {p: p.requires_grad for p in model.parameters()}
+        had_nc = "nc" in vars(model)
+        model.args, model.criterion = cfg, None  # the criterion reads hyperparameters as attributes
+        model.nc = self.nc  # as DetectionTrainer sets it (RT-DETR's loss reads it)
+        model.train()
+        try:
+            for p in model.parameters():
+                p.requires_grad_(True)
+            with torch.enable_grad():
+                for i, batch in enumerate(loader):
+                    if i >= batches:
+                        break
+                    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+                    batch["img"] = batch["img"].float() / 255
+                    loss, _ = model.loss(batch)
+                    loss.sum().backward()
+        except (ValueError, KeyError, IndexError, RuntimeError) as e:
+            raise EdgepruneError(
+                f"criterion 'taylor': {type(model).__name__}'s loss failed on {data} "
+                f"(does the dataset match the model's task?): {e}"
+            ) from e
+        finally:
+            if not had_nc:
+                del model.nc
+            for p, flag in requires.items():
+                p.requires_grad_(flag)
+            model.train(was_training)
+            model.args, model.criterion = saved_args, saved_criterion
+            with torch.no_grad():
+                state = model.state_dict(keep_vars=True)
+                for k, v in buffers.items():
+                    state[k].copy_(v)
 
     # --- persistence --------------------------------------------------------------------
     def save(self, path: Path, metadata: dict[str, Any] | None = None) -> Path:
@@ -227,6 +298,10 @@ def _value_positional(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tup
         kwargs = dict(kwargs)
         args = (*args, kwargs.pop("value"))
     return args, kwargs
+
+
+def _is_bn_buffer(key: str) -> bool:
+    return key.endswith(("running_mean", "running_var", "num_batches_tracked"))
 
 
 def _default_device() -> str:

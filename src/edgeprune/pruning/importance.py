@@ -1,4 +1,8 @@
-"""Importance criteria by name. Each entry builds a fresh torch-pruning importance object."""
+"""Importance criteria by name. Each entry builds a fresh torch-pruning importance object.
+
+Criteria in ``NEEDS_GRADIENTS`` read ``.grad`` of the weights: the pruner first runs a few
+batches of real data through the model's own loss (``Detector.accumulate_gradients``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,11 @@ from typing import Any
 from edgeprune.registry import Registry
 
 IMPORTANCE: Registry[Callable[[], Any]] = Registry("importance criterion")
+
+NEEDS_GRADIENTS: frozenset[str] = frozenset({"taylor"})
+
+# How the ratio is spread: the same fraction of every group, or ranked across all groups.
+ALLOCATIONS: tuple[str, ...] = ("uniform", "global")
 
 
 def _tp() -> Any:
@@ -19,5 +28,6 @@ def _tp() -> Any:
 IMPORTANCE.register("l1", lambda: _tp().importance.MagnitudeImportance(p=1))
 IMPORTANCE.register("l2", lambda: _tp().importance.MagnitudeImportance(p=2))
 IMPORTANCE.register("bn", lambda: _tp().importance.BNScaleImportance())
+IMPORTANCE.register("taylor", lambda: _tp().importance.GroupTaylorImportance())
 IMPORTANCE.register("lamp", lambda: _tp().importance.LAMPImportance(p=2))
 IMPORTANCE.register("random", lambda: _tp().importance.RandomImportance())

@@ -1,5 +1,10 @@
 """Prune whole channels of a ``Detector`` with torch-pruning's dependency graph.
 
+Two allocations: ``uniform`` removes the same fraction of every prunable group (torch-pruning's
+local pruning); ``global`` ranks the channels of all groups together and removes the least
+important ``ratio`` of them, no group losing more than ``max_layer_ratio`` (planned here, see
+``_global_plan``, so that the two halves of a split block end with equal widths).
+
 The adapter supplies what is family-specific: block rewrites that make coupled channels
 visible to the graph (``Detector.prunable``), the layers whose outputs must stay
 (``Detector.ignored_layers``) and a small trace input (channel structure does not depend on
@@ -8,13 +13,15 @@ the image size, so tracing small keeps graph building fast).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edgeprune.errors import EdgepruneError
 from edgeprune.models.base import Detector
-from edgeprune.pruning.importance import IMPORTANCE
+from edgeprune.pruning.importance import ALLOCATIONS, IMPORTANCE, NEEDS_GRADIENTS
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,8 @@ class PruneReport:
     after: dict[str, int]
     seconds: float
     layers: list[LayerChange] = field(default_factory=list)
+    allocation: str = "uniform"
+    max_layer_ratio: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,6 +58,37 @@ class PruneReport:
         return "\n".join(lines)
 
 
+def check_options(
+    *,
+    ratio: float,
+    importance: str,
+    round_to: int = 1,
+    allocation: str = "uniform",
+    max_layer_ratio: float = 0.8,
+    data: str | Path | None = None,
+) -> None:
+    """Raise ``EdgepruneError`` for options ``prune_detector`` cannot honour (before any work is done)."""
+    if not 0.0 <= ratio < 1.0:
+        raise EdgepruneError(f"--ratio must be in [0, 1), got {ratio}")
+    if round_to < 1:
+        raise EdgepruneError(f"round_to must be >= 1, got {round_to}")
+    if allocation not in ALLOCATIONS:
+        raise EdgepruneError(f"unknown allocation {allocation!r}; known: {', '.join(ALLOCATIONS)}")
+    if not 0.0 < max_layer_ratio < 1.0:
+        raise EdgepruneError(f"--max-layer-ratio must be in (0, 1), got {max_layer_ratio}")
+    if allocation == "uniform" and ratio > max_layer_ratio:
+        raise EdgepruneError(
+            f"uniform pruning removes {ratio:.0%} of every layer, above --max-layer-ratio {max_layer_ratio:g}; "
+            "raise --max-layer-ratio or lower --ratio"
+        )
+    IMPORTANCE.get(importance)  # unknown names: the error lists the known ones
+    if importance in NEEDS_GRADIENTS and data is None:
+        raise EdgepruneError(
+            f"criterion {importance!r} needs a model family with a training loss and --data "
+            "(a few batches of real data give the gradients)"
+        )
+
+
 def prune_detector(
     detector: Detector,
     *,
@@ -57,21 +97,36 @@ def prune_detector(
     round_to: int = 1,
     imgsz: int = 640,
     dry_run: bool = False,
+    allocation: str = "uniform",
+    max_layer_ratio: float = 0.8,
+    data: str | Path | None = None,
+    grad_batches: int = 4,
+    grad_batch_size: int = 8,
 ) -> PruneReport:
-    """Remove ``ratio`` of the channels of every prunable group (uniformly), in place.
+    """Remove channels in place: ``ratio`` of every group (uniform) or of all channels (global).
 
     Args:
         detector: the loaded model; its module is changed in place unless ``dry_run``.
-        ratio: fraction of channels removed from each group, in [0, 1).
+        ratio: fraction of channels removed, in [0, 1): from each group (``uniform``) or in total,
+            the least important first across all groups (``global``).
         importance: name of a criterion in ``IMPORTANCE``.
         round_to: channel counts after pruning are multiples of this (the target's alignment).
-        imgsz: image size at which params and MACs are counted for the report.
+        imgsz: image size at which params and MACs are counted for the report, and at which the
+            gradient batches of gradient-based criteria are run.
         dry_run: plan on a copy and leave ``detector`` untouched.
+        allocation: ``uniform`` or ``global``.
+        max_layer_ratio: no group loses more than this fraction of its channels (before rounding).
+        data: a dataset (Ultralytics data.yaml) for criteria that need gradients (``taylor``).
+        grad_batches, grad_batch_size: how much of ``data``'s train split those gradients see.
     """
-    if not 0.0 <= ratio < 1.0:
-        raise EdgepruneError(f"--ratio must be in [0, 1), got {ratio}")
-    if round_to < 1:
-        raise EdgepruneError(f"round_to must be >= 1, got {round_to}")
+    check_options(
+        ratio=ratio,
+        importance=importance,
+        round_to=round_to,
+        allocation=allocation,
+        max_layer_ratio=max_layer_ratio,
+        data=data,
+    )
     criterion = IMPORTANCE.get(importance)
     if dry_run:
         detector = detector.clone()
@@ -79,36 +134,167 @@ def prune_detector(
     before_channels, before = detector.channels(), detector.count(imgsz)
     start = time.perf_counter()
     if ratio > 0:
-        _prune_in_place(detector, criterion(), ratio, round_to)
+        gradients = None
+        if importance in NEEDS_GRADIENTS:
+            gradients = {"data": data, "batches": grad_batches, "imgsz": imgsz, "batch_size": grad_batch_size}
+        _prune_in_place(detector, criterion(), ratio, round_to, allocation, max_layer_ratio, gradients)
     seconds = time.perf_counter() - start
     after_channels, after = detector.channels(), detector.count(imgsz)
     layers = [LayerChange(n, c, after_channels.get(n, 0)) for n, c in before_channels.items()]
-    return PruneReport(ratio, importance, round_to, imgsz, before, after, seconds, layers)
+    return PruneReport(
+        ratio, importance, round_to, imgsz, before, after, seconds, layers, allocation, max_layer_ratio
+    )
 
 
-def _prune_in_place(detector: Detector, importance: Any, ratio: float, round_to: int) -> None:
+def _prune_in_place(
+    detector: Detector,
+    importance: Any,
+    ratio: float,
+    round_to: int,
+    allocation: str,
+    max_layer_ratio: float,
+    gradients: dict[str, Any] | None,
+) -> None:
     import torch_pruning as tp
 
     with detector.prunable() as module:
         was_training = module.training
         grads = {p: p.requires_grad for p in module.parameters()}
-        module.eval()  # tracing in train mode would update BatchNorm statistics
+        old_grads = {p: p.grad for p in module.parameters()}
         for p in module.parameters():
             p.requires_grad_(True)  # the graph is traced through autograd
-        options = detector.graph_options()  # read inside the rewrites: they may name rewritten layers
         try:
+            if gradients is not None:
+                for p in module.parameters():
+                    p.grad = None
+                detector.accumulate_gradients(
+                    gradients["data"],
+                    batches=gradients["batches"],
+                    imgsz=gradients["imgsz"],
+                    batch_size=gradients["batch_size"],
+                )
+            module.eval()  # tracing in train mode would update BatchNorm statistics
+            options = detector.graph_options()  # read inside the rewrites: they may name rewritten layers
             pruner = tp.pruner.MetaPruner(
                 module,
                 detector.example_input(detector.trace_imgsz()),
                 importance=importance,
-                pruning_ratio=ratio,
+                pruning_ratio=ratio if allocation == "uniform" else 0.0,
+                max_pruning_ratio=max_layer_ratio,
                 ignored_layers=detector.ignored_layers(),
                 round_to=round_to,
                 global_pruning=False,
                 **options,
             )
-            pruner.step()
+            if allocation == "uniform":
+                pruner.step()
+            else:
+                plan = _global_plan(pruner, ratio, round_to, max_layer_ratio, detector.equal_widths())
+                for step in plan:
+                    group = pruner.DG.get_pruning_group(step.root, step.handler, step.indices())
+                    if pruner.DG.check_pruning_group(group):
+                        group.prune()
         finally:
             for p in module.parameters():
                 p.requires_grad_(grads.get(p, True))
+                g = old_grads.get(p)  # gradients were only for ranking; pruned tensors lose theirs
+                p.grad = g if g is not None and g.shape == p.shape else None
             module.train(was_training)
+
+
+# --- global allocation ---------------------------------------------------------------------------
+@dataclass
+class _GroupPlan:
+    """One pruning group: its root layer, per-channel importance and how many channels it keeps."""
+
+    root: Any
+    handler: Any
+    importance: Any  # 1-D tensor, one score per channel (per position, with channel groups)
+    ch_groups: int  # > 1 when the channels come in repeated groups (ADown's halved inputs)
+    layers: set = field(default_factory=set)  # every layer whose output channels the group prunes
+    keep: int = 0  # channels kept (all channel groups together)
+
+    @property
+    def channels(self) -> int:
+        return len(self.importance) * self.ch_groups
+
+    def indices(self) -> list[int]:
+        positions = len(self.importance)
+        drop = positions - self.keep // self.ch_groups
+        lowest = self.importance.argsort()[:drop]
+        return sorted(int(i) + g * positions for g in range(self.ch_groups) for i in lowest)
+
+
+def _global_plan(
+    pruner: Any, ratio: float, round_to: int, max_layer_ratio: float, pairs: list[tuple[Any, Any]]
+) -> list[_GroupPlan]:
+    """How many channels each group keeps when the least important ``ratio`` of all channels go.
+
+    Importance is computed for every group on the unpruned model (torch-pruning's normalised
+    scores, comparable across groups). Each group offers its lowest-ranked channels down to the
+    ``max_layer_ratio`` limit; the lowest of all offers are removed until ``ratio`` of all channels
+    are gone. Kept counts are then rounded to multiples of ``round_to`` (never below the limit,
+    never to zero), and the groups of each pair in ``pairs`` (the two halves of a split block) keep
+    the larger of their two counts, each half its own most important channels, so the halves can be
+    merged back into the stock block.
+    """
+    DG = pruner.DG
+    plans: list[_GroupPlan] = []
+    for group in DG.get_all_groups(
+        ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types
+    ):
+        imp = pruner.estimate_importance(group)
+        if imp is None:
+            continue
+        ch_groups = pruner._get_channel_groups(group)
+        scores = imp.view(ch_groups, -1).mean(0) if ch_groups > 1 else imp
+        root, handler = group[0].dep.target.module, group[0].dep.handler
+        plan = _GroupPlan(root, handler, scores.detach().float().cpu(), ch_groups)
+        plan.layers = {dep.target.module for dep, _ in group if DG.is_out_channel_pruning_fn(dep.handler)}
+        plan.keep = plan.channels
+        plans.append(plan)
+    if not plans:
+        return []
+
+    # offers: (score, plan index), each group's lowest positions down to its limit
+    offers: list[tuple[float, int]] = []
+    for i, plan in enumerate(plans):
+        positions = len(plan.importance)
+        allowed = positions - max(1, math.ceil(positions * (1 - max_layer_ratio)))
+        ranked = plan.importance.sort().values[: max(allowed, 0)]
+        offers += [(float(score), i) for score in ranked]
+    offers.sort(key=lambda o: o[0])
+    goal, removed = int(ratio * sum(p.channels for p in plans)), 0
+    for _, i in offers:
+        if removed >= goal:
+            break
+        plans[i].keep -= plans[i].ch_groups
+        removed += plans[i].ch_groups
+
+    for plan in plans:
+        plan.keep = _rounded_keep(plan.keep, plan.channels, plan.ch_groups, round_to, max_layer_ratio)
+
+    owner = {layer: plan for plan in plans for layer in plan.layers}
+    changed = True
+    while changed:  # pairs may chain through shared groups: repeat until every pair agrees
+        changed = False
+        for a, b in pairs:
+            pa, pb = owner.get(a), owner.get(b)
+            if pa is None or pb is None or pa is pb or pa.keep == pb.keep:
+                continue
+            keep = max(pa.keep, pb.keep)
+            for p in (pa, pb):
+                if p.keep != keep:
+                    p.keep = min(keep, p.channels)
+                    changed = True
+    return [p for p in plans if p.keep < p.channels]
+
+
+def _rounded_keep(keep: int, channels: int, ch_groups: int, round_to: int, max_layer_ratio: float) -> int:
+    """``keep`` to the nearest multiple of the alignment, at least the ``max_layer_ratio`` limit."""
+    step = math.lcm(round_to, ch_groups)
+    if channels <= step:
+        return channels  # too narrow to round: left whole
+    floor = math.ceil(channels * (1 - max_layer_ratio) / step) * step  # the limit, rounded up
+    rounded = max(step, floor, round(keep / step) * step)
+    return channels if rounded >= channels else rounded
