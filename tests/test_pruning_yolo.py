@@ -1,5 +1,6 @@
 """Pruning Ultralytics YOLO models built from their configs (tiny inputs, no weights needed)."""
 
+import os
 import subprocess
 import sys
 
@@ -126,3 +127,29 @@ def test_missing_checkpoint_is_not_downloaded(tmp_path):
 
     with pytest.raises(EdgepruneError, match="never downloads"):
         load_model(str(tmp_path / "yolov8n.pt"))
+
+
+@pytest.mark.parametrize("config", ["yolov8n.yaml", "yolo11n.yaml"])
+def test_plain_ultralytics_predicts_validates_exports_pruned(config, tiny_data, tmp_path):
+    """What a user does next with pruned.pt, in a process that never imports edgeprune."""
+    det = load_model(config, nc=6)
+    prune_detector(det, ratio=0.5, round_to=8, imgsz=64)
+    ckpt = det.save(tmp_path / "pruned.pt")
+    code = f"""
+import sys, numpy as np
+from ultralytics import YOLO
+m = YOLO({str(ckpt)!r})
+assert len(m.predict(np.zeros((64, 64, 3), np.uint8), imgsz=64, verbose=False)) == 1
+metrics = m.val(data={str(tiny_data)!r}, imgsz=64, batch=4, plots=False, device="cpu", workers=0)
+assert 0.0 <= metrics.box.map <= 1.0
+onnx = m.export(format="onnx", imgsz=64)
+assert str(onnx).endswith(".onnx")
+assert "edgeprune" not in sys.modules
+print("ok")
+"""
+    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_VERBOSE": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith("ok")
