@@ -87,11 +87,11 @@ def prune_and_finetune(
             data, epochs=epochs, imgsz=target.imgsz, batch=batch, out_dir=out / "runs", **train_options
         )
     meta = {
-        "ratio": ratio,
-        "importance": importance,
-        "allocation": allocation,
-        "max_layer_ratio": max_layer_ratio,
-        "round_to": target.round_to,
+        "ratio": report.ratio,
+        "importance": report.importance,
+        "allocation": report.allocation,
+        "max_layer_ratio": report.max_layer_ratio,
+        "round_to": report.round_to,
         "target": target.name,
         "epochs": epochs,
     }
@@ -139,34 +139,24 @@ def prune(
     """
     t = resolve_target(target, imgsz=imgsz)
     _check_tuning(data, epochs)
-    check_options(
-        ratio=ratio,
-        importance=importance,
-        round_to=t.round_to,
-        allocation=allocation,
-        max_layer_ratio=max_layer_ratio,
-        data=data,
-    )
+    options = {
+        "ratio": ratio,
+        "importance": importance,
+        "allocation": allocation,
+        "max_layer_ratio": max_layer_ratio,
+    }
+    check_options(**options, round_to=t.round_to, data=data)
     detector = _load(model, data, trust_checkpoint)
     measure_acc = data is not None and evaluate and not dry_run
     baseline_metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch) if measure_acc else {}
     if dry_run:
         report = prune_detector(
-            detector,
-            ratio=ratio,
-            importance=importance,
-            round_to=t.round_to,
-            imgsz=t.imgsz,
-            dry_run=True,
-            allocation=allocation,
-            max_layer_ratio=max_layer_ratio,
-            data=data,
+            detector, **options, round_to=t.round_to, imgsz=t.imgsz, data=data, dry_run=True
         )
         return PruneOutcome(detector, report, baseline_metrics=baseline_metrics)
     out = Path(out)
     report, checkpoint = prune_and_finetune(
-        detector, t, ratio=ratio, importance=importance, data=data, epochs=epochs, batch=batch, out=out,
-        allocation=allocation, max_layer_ratio=max_layer_ratio, **(train_overrides or {}),
+        detector, t, **options, data=data, epochs=epochs, batch=batch, out=out, **(train_overrides or {}),
     )  # fmt: skip
     outcome = PruneOutcome(detector, report, checkpoint, baseline_metrics=baseline_metrics)
     if measure_acc:
