@@ -33,13 +33,13 @@ def _child(model: str, imgsz: int, ratio: float) -> None:
     """Runs in the child process: load, prune, print one JSON line."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from edgeprune.models import load_model
-    from edgeprune.pruning import prune_detector
+    from edgeprune.pruning import PruneConfig, prune_detector
 
     t0 = time.perf_counter()
     det = load_model(model, nc=80 if not model.startswith("torchvision:") else None)
     load_s = time.perf_counter() - t0
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    report = prune_detector(det, ratio=ratio, round_to=8, imgsz=imgsz)
+    report = prune_detector(det, PruneConfig(ratio=ratio, round_to=8), imgsz=imgsz)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(

@@ -20,8 +20,10 @@ import time
 from pathlib import Path
 
 DETECT = [
-    "yolov3-tinyu.yaml", "yolov5nu.yaml", "yolov6n.yaml", "yolov8n.yaml", "yolov9t.yaml", "yolov10n.yaml",
-    "yolo11n.yaml", "yolo12n.yaml", "yolo26n.yaml", "rtdetr-l.yaml",
+    "yolov3-tinyu.yaml",
+    "yolov5nu.yaml", "yolov5su.yaml", "yolov6n.yaml", "yolov6s.yaml", "yolov8n.yaml", "yolov8s.yaml",
+    "yolov9t.yaml", "yolov9s.yaml", "yolov10n.yaml", "yolov10s.yaml", "yolo11n.yaml", "yolo11s.yaml",
+    "yolo12n.yaml", "yolo12s.yaml", "yolo26n.yaml", "yolo26s.yaml", "rtdetr-l.yaml",
 ]  # fmt: skip
 
 PLAIN_ULTRALYTICS = """
@@ -43,11 +45,11 @@ print(json.dumps(out))
 
 def run(model: str, work: Path, data: Path) -> dict:
     from edgeprune.models import load_model
-    from edgeprune.pruning import prune_detector
+    from edgeprune.pruning import PruneConfig, prune_detector
 
     det = load_model(model, nc=6)
     t0 = time.perf_counter()
-    report = prune_detector(det, ratio=0.5, round_to=8, imgsz=640)
+    report = prune_detector(det, PruneConfig(ratio=0.5, round_to=8), imgsz=640)
     seconds = time.perf_counter() - t0
     ckpt = det.save(work / f"{Path(model).stem}-pruned.pt")
     row = {

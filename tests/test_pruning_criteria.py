@@ -7,7 +7,7 @@ pytest.importorskip("ultralytics")
 
 from edgeprune.errors import EdgepruneError  # noqa: E402
 from edgeprune.models import load_model  # noqa: E402
-from edgeprune.pruning import prune_detector  # noqa: E402
+from edgeprune.pruning import PruneConfig, prune_detector  # noqa: E402
 
 
 def _out(det, x):
@@ -57,7 +57,10 @@ def test_taylor_prunes_with_data_and_differs_from_l2(tiny_data):
         shape = _out(det, x).shape
         stats = _bn_buffers(det.module)
         report = prune_detector(
-            det, ratio=0.5, round_to=8, imgsz=64, importance=name, data=tiny_data, allocation="global"
+            det,
+            PruneConfig(ratio=0.5, round_to=8, importance=name, allocation="global"),
+            imgsz=64,
+            data=tiny_data,
         )
         assert report.after["macs"] < 0.8 * report.before["macs"]
         outs[name], plans[name] = _out(det, x), {lc.name: lc.after for lc in report.layers}
@@ -71,7 +74,7 @@ def test_taylor_prunes_with_data_and_differs_from_l2(tiny_data):
 
 def test_taylor_without_data_is_a_clear_error():
     with pytest.raises(EdgepruneError, match="needs a model family with a training loss and --data"):
-        prune_detector(_yolo(), ratio=0.3, imgsz=64, importance="taylor")
+        prune_detector(_yolo(), PruneConfig(ratio=0.3, importance="taylor"), imgsz=64)
 
 
 def test_taylor_on_a_model_without_loss_is_a_clear_error(tiny_data):
@@ -79,13 +82,13 @@ def test_taylor_on_a_model_without_loss_is_a_clear_error(tiny_data):
     det = load_model("torchvision:resnet18", nc=6)
     params = sum(p.numel() for p in det.module.parameters())
     with pytest.raises(EdgepruneError, match="needs a model family with a training loss"):
-        prune_detector(det, ratio=0.3, imgsz=64, importance="taylor", data=tiny_data)
+        prune_detector(det, PruneConfig(ratio=0.3, importance="taylor"), imgsz=64, data=tiny_data)
     assert sum(p.numel() for p in det.module.parameters()) == params
 
 
 def test_unknown_criterion_lists_known_names():
     with pytest.raises(EdgepruneError, match="known: l1, l2, bn, taylor, lamp, random"):
-        prune_detector(_yolo(), ratio=0.3, imgsz=64, importance="nope")
+        prune_detector(_yolo(), PruneConfig(ratio=0.3, importance="nope"), imgsz=64)
 
 
 @pytest.mark.parametrize("cfg", ["yolov8n.yaml", "yolo11n.yaml"])
@@ -96,8 +99,8 @@ def test_global_allocation(cfg, tmp_path):
     x = torch.rand(1, 3, 64, 64)
     shape = _out(det, x).shape
     options = {"importance": "lamp", "allocation": "global", "max_layer_ratio": 0.7}
-    report = prune_detector(det, ratio=0.6, round_to=8, imgsz=64, **options)
-    assert report.allocation == "global" and report.after["params"] < 0.6 * report.before["params"]
+    report = prune_detector(det, PruneConfig(ratio=0.6, round_to=8, **options), imgsz=64)
+    assert report.config.allocation == "global" and report.after["params"] < 0.6 * report.before["params"]
     ratios = {lc.name: 1 - lc.after / lc.before for lc in report.layers if lc.after != lc.before}
     assert len({round(r, 3) for r in ratios.values()}) > 1, "global ranking gave every layer the same ratio"
     for lc in report.layers:
@@ -119,14 +122,14 @@ def test_global_ratio_zero_changes_nothing():
     det = _yolo()
     x = torch.rand(1, 3, 64, 64)
     ref = _out(det, x)
-    report = prune_detector(det, ratio=0.0, imgsz=64, allocation="global")
+    report = prune_detector(det, PruneConfig(ratio=0.0, allocation="global"), imgsz=64)
     assert report.before == report.after
     assert torch.equal(_out(det, x), ref)
 
 
 def test_uniform_above_the_layer_limit_is_refused():
     with pytest.raises(EdgepruneError, match="max-layer-ratio"):
-        prune_detector(_yolo(), ratio=0.9, imgsz=64)
+        prune_detector(_yolo(), PruneConfig(ratio=0.9), imgsz=64)
 
 
 def test_cli_taylor_global_dry_run(tiny_data, capsys):
@@ -157,7 +160,7 @@ def test_cli_taylor_global_dry_run(tiny_data, capsys):
 def test_taylor_with_data_of_another_task_is_a_clear_error(tiny_data):
     det = load_model("yolov8n-seg.yaml", nc=6)
     with pytest.raises(EdgepruneError, match="taylor.*segment"):
-        prune_detector(det, ratio=0.3, imgsz=64, importance="taylor", data=tiny_data)
+        prune_detector(det, PruneConfig(ratio=0.3, importance="taylor"), imgsz=64, data=tiny_data)
     assert not any(p.grad is not None for p in det.module.parameters())
 
 
@@ -170,7 +173,11 @@ def test_recipe_carries_allocation(tmp_path):
         "prune: {ratio: 0.4, importance: taylor, allocation: global, max_layer_ratio: 0.7}\n"
     )
     spec = load_recipe(path)
-    assert (spec.importance, spec.allocation, spec.max_layer_ratio) == ("taylor", "global", 0.7)
+    assert (spec.prune.importance, spec.prune.allocation, spec.prune.max_layer_ratio) == (
+        "taylor",
+        "global",
+        0.7,
+    )
     path.write_text("model: yolov8n.yaml\ntarget: cpu-ort-fp32\nprune: {ratio: 0.4, allocation: best}\n")
     with pytest.raises(EdgepruneError, match="allocation"):
         load_recipe(path)

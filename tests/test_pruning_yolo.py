@@ -11,7 +11,7 @@ pytest.importorskip("ultralytics")
 
 from edgeprune.models import load_model  # noqa: E402
 from edgeprune.models.ultralytics import C2fSplit  # noqa: E402
-from edgeprune.pruning import prune_detector  # noqa: E402
+from edgeprune.pruning import PruneConfig, prune_detector  # noqa: E402
 
 
 def _out(det, x):
@@ -38,7 +38,7 @@ def test_c2f_rewrite_is_exact(v8n):
 def test_ratio_zero_changes_nothing(v8n):
     x = torch.rand(1, 3, 96, 96)
     ref = _out(v8n, x)
-    report = prune_detector(v8n, ratio=0.0, imgsz=64)
+    report = prune_detector(v8n, PruneConfig(ratio=0.0), imgsz=64)
     assert report.before == report.after
     assert torch.equal(_out(v8n, x), ref)
 
@@ -46,7 +46,7 @@ def test_ratio_zero_changes_nothing(v8n):
 def test_half_ratio_shapes_macs_alignment(v8n):
     sizes = (64, 96)
     before = {s: _out(v8n, torch.rand(1, 3, s, s)).shape for s in sizes}
-    report = prune_detector(v8n, ratio=0.5, round_to=8, imgsz=64)
+    report = prune_detector(v8n, PruneConfig(ratio=0.5, round_to=8), imgsz=64)
     for s in sizes:
         assert _out(v8n, torch.rand(1, 3, s, s)).shape == before[s]
     assert report.after["macs"] <= 0.7 * report.before["macs"]
@@ -67,7 +67,7 @@ def _name(det, module):
 
 def test_dry_run_leaves_model_untouched(v8n):
     params = sum(p.numel() for p in v8n.module.parameters())
-    report = prune_detector(v8n, ratio=0.5, imgsz=64, dry_run=True)
+    report = prune_detector(v8n, PruneConfig(ratio=0.5), imgsz=64, dry_run=True)
     assert sum(p.numel() for p in v8n.module.parameters()) == params
     assert report.after["params"] < params
     assert "before  after" in report.table()
@@ -77,11 +77,11 @@ def test_ratio_out_of_range(v8n):
     from edgeprune.errors import EdgepruneError
 
     with pytest.raises(EdgepruneError, match="ratio"):
-        prune_detector(v8n, ratio=1.0)
+        prune_detector(v8n, PruneConfig(ratio=1.0))
 
 
 def test_checkpoint_reloads_in_plain_ultralytics(v8n, tmp_path):
-    prune_detector(v8n, ratio=0.5, round_to=8, imgsz=64)
+    prune_detector(v8n, PruneConfig(ratio=0.5, round_to=8), imgsz=64)
     x = torch.rand(1, 3, 64, 64)
     expected = _out(v8n, x)
     ckpt = v8n.save(tmp_path / "pruned.pt", {"ratio": 0.5})
@@ -105,7 +105,7 @@ print("ok", sum(p.numel() for p in m.parameters()))
 
 def test_finetune_keeps_pruned_architecture(tiny_data, tmp_path):
     det = load_model("yolov8n.yaml", nc=6)
-    prune_detector(det, ratio=0.5, round_to=8, imgsz=64)
+    prune_detector(det, PruneConfig(ratio=0.5, round_to=8), imgsz=64)
     channels = det.channels()
     best = det.train(tiny_data, epochs=1, imgsz=64, batch=8, out_dir=tmp_path)
     assert best.is_file()
@@ -133,7 +133,7 @@ def test_missing_checkpoint_is_not_downloaded(tmp_path):
 def test_plain_ultralytics_predicts_validates_exports_pruned(config, tiny_data, tmp_path):
     """What a user does next with pruned.pt, in a process that never imports edgeprune."""
     det = load_model(config, nc=6)
-    prune_detector(det, ratio=0.5, round_to=8, imgsz=64)
+    prune_detector(det, PruneConfig(ratio=0.5, round_to=8), imgsz=64)
     ckpt = det.save(tmp_path / "pruned.pt")
     code = f"""
 import sys, numpy as np

@@ -7,7 +7,7 @@ pytest.importorskip("torchvision")
 
 from edgeprune.models import load_model  # noqa: E402
 from edgeprune.models.torchvision import pickled_modules  # noqa: E402
-from edgeprune.pruning import prune_detector  # noqa: E402
+from edgeprune.pruning import PruneConfig, prune_detector  # noqa: E402
 
 CLASSIFIERS = ["resnet18", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf"]
 SLOW_CLASSIFIERS = ["resnet50", "regnet_x_400mf", "mobilenet_v3_small"]
@@ -25,7 +25,7 @@ def _check(name, tmp_path, imgsz):
     det = load_model(f"torchvision:{name}", nc=7)
     x = det.example_input(imgsz)
     before = _run(det, x)
-    report = prune_detector(det, ratio=0.5, round_to=8, imgsz=imgsz)
+    report = prune_detector(det, PruneConfig(ratio=0.5, round_to=8), imgsz=imgsz)
     after = _run(det, x)
     if isinstance(before, torch.Tensor):
         assert after.shape == before.shape == (1, 7)
@@ -59,7 +59,7 @@ def test_ratio_zero_is_identity():
     det = load_model("torchvision:resnet18")
     x = torch.rand(1, 3, 64, 64)
     ref = _run(det, x)
-    prune_detector(det, ratio=0.0, imgsz=64)
+    prune_detector(det, PruneConfig(ratio=0.0), imgsz=64)
     assert torch.equal(_run(det, x), ref)
 
 

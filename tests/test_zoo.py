@@ -15,7 +15,7 @@ pytest.importorskip("ultralytics")
 
 from edgeprune.models import load_model  # noqa: E402
 from edgeprune.models.ultralytics_blocks import HalvesSplit, OpaqueAttention, Rewrites  # noqa: E402
-from edgeprune.pruning import prune_detector  # noqa: E402
+from edgeprune.pruning import PruneConfig, prune_detector  # noqa: E402
 
 # config -> the stock blocks rewritten into prunable forms (class name: count)
 REWRITTEN = {
@@ -64,7 +64,7 @@ def _check_pruned_family(cfg, tmp_path, min_macs_cut=0.3):
     xs = {s: torch.rand(1, 3, s, s) for s in SIZES}
     before = {s: _predictions(det, x).shape for s, x in xs.items()}
 
-    report = prune_detector(det, ratio=0.5, round_to=8, imgsz=64)
+    report = prune_detector(det, PruneConfig(ratio=0.5, round_to=8), imgsz=64)
 
     model = det.module
     assert not any(isinstance(m, (HalvesSplit, OpaqueAttention)) for m in model.modules())
@@ -118,7 +118,7 @@ def test_ratio_zero_changes_nothing():
     det = _build("yolo11n.yaml")
     x = torch.rand(1, 3, 96, 96)
     ref = _predictions(det, x)
-    report = prune_detector(det, ratio=0.0, imgsz=64)
+    report = prune_detector(det, PruneConfig(ratio=0.0), imgsz=64)
     assert report.before == report.after
     assert torch.equal(_predictions(det, x), ref)
 
@@ -183,7 +183,7 @@ def test_psa_attention_is_kept_whole_and_ffn_pruned():
     attn, ffn = c2psa.m[0].attn, c2psa.m[0].ffn
     widths = (c2psa.cv1.conv.out_channels, attn.qkv.conv.weight.shape, attn.proj.conv.weight.shape)
     hidden = ffn[0].conv.out_channels
-    prune_detector(det, ratio=0.5, round_to=8, imgsz=64)
+    prune_detector(det, PruneConfig(ratio=0.5, round_to=8), imgsz=64)
     assert (c2psa.cv1.conv.out_channels, attn.qkv.conv.weight.shape, attn.proj.conv.weight.shape) == widths
     assert c2psa.c * 2 == c2psa.cv1.conv.out_channels
     assert ffn[0].conv.out_channels < hidden  # the feed-forward hidden width is pruned
@@ -193,7 +193,7 @@ def test_area_attention_stream_pruned_heads_whole():
     det = _build("yolo12n.yaml")
     blocks = [m for m in det.module.modules() if type(m).__name__ == "AAttn"]
     before = [(a.qkv.conv.in_channels, a.qkv.conv.out_channels, a.num_heads, a.head_dim) for a in blocks]
-    prune_detector(det, ratio=0.5, round_to=8, imgsz=64)
+    prune_detector(det, PruneConfig(ratio=0.5, round_to=8), imgsz=64)
     for a, (c_in, c_qkv, heads, head_dim) in zip(blocks, before, strict=True):
         assert a.qkv.conv.in_channels < c_in and a.proj.conv.out_channels == a.qkv.conv.in_channels
         assert (a.qkv.conv.out_channels, a.num_heads, a.head_dim) == (c_qkv, heads, head_dim)
@@ -237,7 +237,7 @@ def test_unequal_halves_are_refused():
 @pytest.mark.parametrize("cfg", ["yolo26n.yaml", pytest.param("yolo12n.yaml", marks=pytest.mark.slow)])
 def test_pruned_checkpoint_loads_in_fresh_process(cfg, tmp_path):
     det = _build(cfg)
-    prune_detector(det, ratio=0.5, round_to=8, imgsz=64)
+    prune_detector(det, PruneConfig(ratio=0.5, round_to=8), imgsz=64)
     x = torch.rand(1, 3, 64, 64)
     torch.save((x, _predictions(det, x)), tmp_path / "xy.pt")
     ckpt = det.save(tmp_path / "pruned.pt")

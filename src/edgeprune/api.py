@@ -11,8 +11,7 @@ import yaml
 from edgeprune.errors import EdgepruneError
 from edgeprune.models import Detector, load_model
 from edgeprune.profiling import LatencyStats, Verdict, collect_environment, judge, measure
-from edgeprune.pruning import PruneReport, prune_detector
-from edgeprune.pruning.pruner import check_options
+from edgeprune.pruning import PruneConfig, PruneReport, prune_detector
 from edgeprune.report import build_report, model_block, write_report
 from edgeprune.runtimes import get_runtime
 from edgeprune.runtimes.base import ExportResult
@@ -53,18 +52,15 @@ def _check_tuning(data: str | Path | None, epochs: int) -> None:
 def prune_and_finetune(
     detector: Detector,
     target: Target,
+    config: PruneConfig,
     *,
-    ratio: float,
-    importance: str,
     data: str | Path | None,
     epochs: int,
     batch: int,
     out: Path,
-    allocation: str = "uniform",
-    max_layer_ratio: float = 0.8,
     **train_options: Any,
 ) -> tuple[PruneReport, Path]:
-    """Prune ``detector`` in place with the target's alignment, fine-tune if asked, save OUT/pruned.pt.
+    """Prune ``detector`` in place as ``config`` says, fine-tune if asked, save OUT/pruned.pt.
 
     Fine-tuning runs (Ultralytics' own logs and weights) go under OUT/runs.
 
@@ -72,29 +68,12 @@ def prune_and_finetune(
     ``data`` also gives gradient-based criteria (``taylor``) their batches.
     """
     _check_tuning(data, epochs)
-    report = prune_detector(
-        detector,
-        ratio=ratio,
-        importance=importance,
-        round_to=target.round_to,
-        imgsz=target.imgsz,
-        allocation=allocation,
-        max_layer_ratio=max_layer_ratio,
-        data=data,
-    )
+    report = prune_detector(detector, config, imgsz=target.imgsz, data=data)
     if epochs > 0:
         detector.train(
             data, epochs=epochs, imgsz=target.imgsz, batch=batch, out_dir=out / "runs", **train_options
         )
-    meta = {
-        "ratio": report.ratio,
-        "importance": report.importance,
-        "allocation": report.allocation,
-        "max_layer_ratio": report.max_layer_ratio,
-        "round_to": report.round_to,
-        "target": target.name,
-        "epochs": epochs,
-    }
+    meta = {**config.to_dict(), "target": target.name, "epochs": epochs}
     return report, detector.save(out / "pruned.pt", meta)
 
 
@@ -139,24 +118,17 @@ def prune(
     """
     t = resolve_target(target, imgsz=imgsz)
     _check_tuning(data, epochs)
-    options = {
-        "ratio": ratio,
-        "importance": importance,
-        "allocation": allocation,
-        "max_layer_ratio": max_layer_ratio,
-    }
-    check_options(**options, round_to=t.round_to, data=data)
+    config = PruneConfig(ratio, importance, allocation, max_layer_ratio, round_to=t.round_to)
+    config.check(data)
     detector = _load(model, data, trust_checkpoint)
     measure_acc = data is not None and evaluate and not dry_run
     baseline_metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch) if measure_acc else {}
     if dry_run:
-        report = prune_detector(
-            detector, **options, round_to=t.round_to, imgsz=t.imgsz, data=data, dry_run=True
-        )
+        report = prune_detector(detector, config, imgsz=t.imgsz, data=data, dry_run=True)
         return PruneOutcome(detector, report, baseline_metrics=baseline_metrics)
     out = Path(out)
     report, checkpoint = prune_and_finetune(
-        detector, t, **options, data=data, epochs=epochs, batch=batch, out=out, **(train_overrides or {}),
+        detector, t, config, data=data, epochs=epochs, batch=batch, out=out, **(train_overrides or {}),
     )  # fmt: skip
     outcome = PruneOutcome(detector, report, checkpoint, baseline_metrics=baseline_metrics)
     if measure_acc:

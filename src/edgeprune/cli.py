@@ -44,10 +44,9 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         ["after", r.after["params"], r.after["macs"], outcome.metrics.get("map50_95")],
     ]
     print(format_table(["model", "params", "MACs", "mAP50-95"], rows))
-    scope = "of all channels, ranked globally" if r.allocation == "global" else "of each group"
     print(
-        f"pruned {r.ratio:.0%} {scope} ({r.importance}, channels rounded to {r.round_to}) "
-        f"in {r.seconds:.2f} s; MACs at {r.imgsz} px: -{1 - r.after['macs'] / r.before['macs']:.1%}"
+        f"pruned {r.config.describe()} in {r.seconds:.2f} s; "
+        f"MACs at {r.imgsz} px: -{1 - r.after['macs'] / r.before['macs']:.1%}"
     )
     if args.dry_run:
         print("dry run: nothing was written")

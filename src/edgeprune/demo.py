@@ -16,6 +16,7 @@ from typing import Any
 from edgeprune.data import make_synthetic_dataset
 from edgeprune.models import Detector, load_model
 from edgeprune.pipeline import PipelineSpec, Stages, run_pipeline, stage_count
+from edgeprune.pruning.options import PruneConfig
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,7 @@ def run_demo(
         data=out / "data" / "data.yaml",
         imgsz=s.imgsz,
         threads=s.threads,  # the target's thread count is for its device, not this machine
-        ratio=s.ratio,
-        importance=s.importance,
+        prune=PruneConfig(ratio=s.ratio, importance=s.importance),
         epochs=s.finetune_epochs,
         batch=s.batch,
         seed=s.seed,

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeprune.models import Detector, load_model
 from edgeprune.profiling import collect_environment, judge, measure_interleaved
+from edgeprune.pruning.options import PruneConfig
 from edgeprune.report import build_report, format_table, model_block, write_report
 from edgeprune.runtimes import get_runtime
 from edgeprune.targets import Target, load_target
@@ -30,10 +31,7 @@ class PipelineSpec:
     data: str | Path | None = None
     imgsz: int | None = None
     threads: int | None = None
-    ratio: float = 0.5
-    importance: str = "l2"
-    allocation: str = "uniform"
-    max_layer_ratio: float = 0.8
+    prune: PruneConfig = field(default_factory=lambda: PruneConfig(ratio=0.5))  # round_to: the target's
     epochs: int = 0
     batch: int = 16
     seed: int = 0
@@ -107,17 +105,18 @@ def run_pipeline(
         base_metrics = baseline.evaluate(spec.data, imgsz=imgsz, batch=spec.batch)
         done()
 
+    config = spec.prune.with_changes(round_to=target.round_to)
+    config.check(spec.data)
     tune = f" and fine-tune {spec.epochs} epochs" if spec.epochs else ""
-    scope = "of all channels, global ranking" if spec.allocation == "global" else "of every channel group"
-    done = stages.start(f"prune {spec.ratio:.0%} {scope} ({spec.importance}){tune}")
+    done = stages.start(f"prune {config.describe()}{tune}")
     pruned = baseline.clone()
     plan, pruned_ckpt = prune_and_finetune(
-        pruned, target, ratio=spec.ratio, importance=spec.importance, data=spec.data, epochs=spec.epochs,
-        batch=spec.batch, out=out, allocation=spec.allocation, max_layer_ratio=spec.max_layer_ratio, progress=say, seed=spec.seed, name="finetune", **(spec.train_options or {}),
+        pruned, target, config, data=spec.data, epochs=spec.epochs, batch=spec.batch, out=out,
+        progress=say, seed=spec.seed, name="finetune", **(spec.train_options or {}),
     )  # fmt: skip
     say(
         f"      params {plan.before['params']:,} -> {plan.after['params']:,}, "
-        f"MACs -{1 - plan.after['macs'] / plan.before['macs']:.0%}, channels rounded to {target.round_to}"
+        f"MACs -{1 - plan.after['macs'] / plan.before['macs']:.0%}"
     )
     done()
 
@@ -162,7 +161,7 @@ def run_pipeline(
     rows = [
         ["baseline", plan.before["params"], plan.before["macs"], base_metrics.get("map50_95"), stats["baseline"].p50, "-"],
         [
-            f"pruned {spec.ratio:.0%}", plan.after["params"], plan.after["macs"], metrics.get("map50_95"),
+            f"pruned {config.ratio:.0%}", plan.after["params"], plan.after["macs"], metrics.get("map50_95"),
             stats["pruned"].p50, "PASS" if verdict.passed else "FAIL",
         ],
     ]  # fmt: skip

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from edgeprune.config import STRICT_CONFIG, load_yaml_model
 from edgeprune.pipeline import PipelineSpec
+from edgeprune.pruning.options import PruneConfig
 
 
 class PruneStep(BaseModel):
@@ -81,10 +82,12 @@ def load_recipe(path: str | Path) -> PipelineSpec:
         data=str(base / recipe.data) if recipe.data else None,
         imgsz=recipe.imgsz,
         threads=recipe.threads,
-        ratio=recipe.prune.ratio,
-        importance=recipe.prune.importance,
-        allocation=recipe.prune.allocation,
-        max_layer_ratio=recipe.prune.max_layer_ratio,
+        prune=PruneConfig(
+            ratio=recipe.prune.ratio,
+            importance=recipe.prune.importance,
+            allocation=recipe.prune.allocation,
+            max_layer_ratio=recipe.prune.max_layer_ratio,
+        ),
         epochs=recipe.prune.epochs,
         batch=recipe.prune.batch,
         seed=recipe.seed,

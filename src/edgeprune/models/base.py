@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,7 +101,9 @@ class Detector(ABC):
         was_training = self.module.training
         self.module.eval()
         try:
-            macs, params = tp.utils.count_ops_and_params(module, self.example_input(imgsz))
+            # the counter prints a warning for every module instance used twice (YOLOv6's shared ReLU)
+            with contextlib.redirect_stdout(io.StringIO()):
+                macs, params = tp.utils.count_ops_and_params(module, self.example_input(imgsz))
         finally:
             self.module.train(was_training)
         return {"params": int(params), "macs": int(macs)}

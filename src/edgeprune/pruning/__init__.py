@@ -7,8 +7,11 @@ pruner itself is imported on first use.
 from typing import Any
 
 from edgeprune.pruning.importance import ALLOCATIONS, IMPORTANCE, NEEDS_GRADIENTS
+from edgeprune.pruning.options import PruneConfig
 
-__all__ = ["ALLOCATIONS", "IMPORTANCE", "NEEDS_GRADIENTS", "LayerChange", "PruneReport", "prune_detector"]
+__all__ = [
+    "ALLOCATIONS", "IMPORTANCE", "NEEDS_GRADIENTS", "LayerChange", "PruneConfig", "PruneReport", "prune_detector",
+]  # fmt: skip
 
 _LAZY = {"LayerChange", "PruneReport", "prune_detector"}
 

@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeprune.errors import EdgepruneError
 from edgeprune.models.base import Detector
-from edgeprune.pruning.importance import ALLOCATIONS, IMPORTANCE, NEEDS_GRADIENTS
+from edgeprune.pruning.importance import IMPORTANCE
+from edgeprune.pruning.options import PruneConfig
 
 
 @dataclass(frozen=True)
@@ -33,21 +33,20 @@ class LayerChange:
 
 @dataclass
 class PruneReport:
-    """What a pruning pass did, with params/MACs counted at ``imgsz``."""
+    """What a pruning pass did with ``config``, params/MACs counted at ``imgsz``."""
 
-    ratio: float
-    importance: str
-    round_to: int
+    config: PruneConfig
     imgsz: int
     before: dict[str, int]
     after: dict[str, int]
     seconds: float
     layers: list[LayerChange] = field(default_factory=list)
-    allocation: str = "uniform"
-    max_layer_ratio: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Flat JSON: the config's fields next to the counts (the keys of ``prune.json``)."""
+        out = {**self.config.to_dict(), **asdict(self)}
+        del out["config"]
+        return out
 
     def table(self, only_changed: bool = True) -> str:
         """Per-layer output channels, before -> after."""
@@ -58,104 +57,50 @@ class PruneReport:
         return "\n".join(lines)
 
 
-def check_options(
-    *,
-    ratio: float,
-    importance: str,
-    round_to: int = 1,
-    allocation: str = "uniform",
-    max_layer_ratio: float = 0.8,
-    data: str | Path | None = None,
-) -> None:
-    """Raise ``EdgepruneError`` for options ``prune_detector`` cannot honour (before any work is done)."""
-    if not 0.0 <= ratio < 1.0:
-        raise EdgepruneError(f"--ratio must be in [0, 1), got {ratio}")
-    if round_to < 1:
-        raise EdgepruneError(f"round_to must be >= 1, got {round_to}")
-    if allocation not in ALLOCATIONS:
-        raise EdgepruneError(f"unknown allocation {allocation!r}; known: {', '.join(ALLOCATIONS)}")
-    if not 0.0 < max_layer_ratio < 1.0:
-        raise EdgepruneError(f"--max-layer-ratio must be in (0, 1), got {max_layer_ratio}")
-    if allocation == "uniform" and ratio > max_layer_ratio:
-        raise EdgepruneError(
-            f"uniform pruning removes {ratio:.0%} of every layer, above --max-layer-ratio {max_layer_ratio:g}; "
-            "raise --max-layer-ratio or lower --ratio"
-        )
-    IMPORTANCE.get(importance)  # unknown names: the error lists the known ones
-    if importance in NEEDS_GRADIENTS and data is None:
-        raise EdgepruneError(
-            f"criterion {importance!r} needs a model family with a training loss and --data "
-            "(a few batches of real data give the gradients)"
-        )
-
-
 def prune_detector(
     detector: Detector,
+    config: PruneConfig,
     *,
-    ratio: float,
-    importance: str = "l2",
-    round_to: int = 1,
     imgsz: int = 640,
-    dry_run: bool = False,
-    allocation: str = "uniform",
-    max_layer_ratio: float = 0.8,
     data: str | Path | None = None,
-    grad_batches: int = 4,
-    grad_batch_size: int = 8,
+    dry_run: bool = False,
 ) -> PruneReport:
-    """Remove channels in place: ``ratio`` of every group (uniform) or of all channels (global).
+    """Remove channels in place as ``config`` says.
 
     Args:
         detector: the loaded model; its module is changed in place unless ``dry_run``.
-        ratio: fraction of channels removed, in [0, 1): from each group (``uniform``) or in total,
-            the least important first across all groups (``global``).
-        importance: name of a criterion in ``IMPORTANCE``.
-        round_to: channel counts after pruning are multiples of this (the target's alignment).
+        config: ratio, criterion, allocation, per-layer limit and alignment.
         imgsz: image size at which params and MACs are counted for the report, and at which the
             gradient batches of gradient-based criteria are run.
-        dry_run: plan on a copy and leave ``detector`` untouched.
-        allocation: ``uniform`` or ``global``.
-        max_layer_ratio: no group loses more than this fraction of its channels (before rounding).
         data: a dataset (Ultralytics data.yaml) for criteria that need gradients (``taylor``).
-        grad_batches, grad_batch_size: how much of ``data``'s train split those gradients see.
+        dry_run: plan on a copy and leave ``detector`` untouched.
     """
-    check_options(
-        ratio=ratio,
-        importance=importance,
-        round_to=round_to,
-        allocation=allocation,
-        max_layer_ratio=max_layer_ratio,
-        data=data,
-    )
-    criterion = IMPORTANCE.get(importance)
+    config.check(data)
+    criterion = IMPORTANCE.get(config.importance)
     if dry_run:
         detector = detector.clone()
 
     before_channels, before = detector.channels(), detector.count(imgsz)
     start = time.perf_counter()
-    if ratio > 0:
+    if config.ratio > 0:
         gradients = None
-        if importance in NEEDS_GRADIENTS:
-            gradients = {"data": data, "batches": grad_batches, "imgsz": imgsz, "batch_size": grad_batch_size}
-        _prune_in_place(detector, criterion(), ratio, round_to, allocation, max_layer_ratio, gradients)
+        if config.needs_gradients:
+            gradients = {
+                "data": data, "batches": config.grad_batches, "imgsz": imgsz, "batch_size": config.grad_batch_size
+            }  # fmt: skip
+        _prune_in_place(detector, criterion(), config, gradients)
     seconds = time.perf_counter() - start
     after_channels, after = detector.channels(), detector.count(imgsz)
     layers = [LayerChange(n, c, after_channels.get(n, 0)) for n, c in before_channels.items()]
-    return PruneReport(
-        ratio, importance, round_to, imgsz, before, after, seconds, layers, allocation, max_layer_ratio
-    )
+    return PruneReport(config, imgsz, before, after, seconds, layers)
 
 
 def _prune_in_place(
-    detector: Detector,
-    importance: Any,
-    ratio: float,
-    round_to: int,
-    allocation: str,
-    max_layer_ratio: float,
-    gradients: dict[str, Any] | None,
+    detector: Detector, importance: Any, config: PruneConfig, gradients: dict[str, Any] | None
 ) -> None:
     import torch_pruning as tp
+
+    ratio, round_to, max_layer_ratio = config.ratio, config.round_to, config.max_layer_ratio
 
     with detector.prunable() as module:
         was_training = module.training
@@ -179,14 +124,14 @@ def _prune_in_place(
                 module,
                 detector.example_input(detector.trace_imgsz()),
                 importance=importance,
-                pruning_ratio=ratio if allocation == "uniform" else 0.0,
+                pruning_ratio=ratio if config.allocation == "uniform" else 0.0,
                 max_pruning_ratio=max_layer_ratio,
                 ignored_layers=detector.ignored_layers(),
                 round_to=round_to,
                 global_pruning=False,
                 **options,
             )
-            if allocation == "uniform":
+            if config.allocation == "uniform":
                 pruner.step()
             else:
                 plan = _global_plan(pruner, ratio, round_to, max_layer_ratio, detector.equal_widths())
