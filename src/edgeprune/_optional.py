@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from importlib import import_module
 from pathlib import Path
 from types import ModuleType
@@ -61,3 +62,24 @@ def _local_font(font: str = "Arial.ttf") -> Path:
         if name in entry.fname and os.path.exists(entry.fname):
             return Path(entry.fname)
     return Path(font_manager.findfont("DejaVu Sans", fallback_to_default=True))
+
+
+def openvino() -> ModuleType:
+    """Import OpenVINO with its usage telemetry off.
+
+    OpenVINO's model converter and NNCF send anonymous usage events unless a consent file in the
+    user's home says no (or a CI variable is set). Both fall back to a no-op when the
+    ``openvino_telemetry`` package cannot be imported, so edgeprune makes it unimportable in this
+    process (and sets NNCF's own switch) instead of writing to the user's consent file.
+    """
+    sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # import raises ImportError
+    for name in [m for m in sys.modules if m.startswith("openvino_telemetry.")]:
+        del sys.modules[name]
+    os.environ.setdefault("NNCF_CI", "1")
+    return require("openvino", "openvino", "OpenVINO export and inference")
+
+
+def nncf() -> ModuleType:
+    """Import NNCF (OpenVINO's quantizer) with telemetry off, see ``openvino()``."""
+    openvino()
+    return require("nncf", "openvino", "INT8 quantization for OpenVINO")

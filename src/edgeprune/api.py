@@ -14,7 +14,7 @@ from edgeprune.profiling import LatencyStats, Verdict, collect_environment, judg
 from edgeprune.pruning import PruneConfig, PruneReport, prune_detector
 from edgeprune.report import build_report, model_block, write_report
 from edgeprune.runtimes import get_runtime
-from edgeprune.runtimes.base import ExportResult
+from edgeprune.runtimes.base import ExportResult, Quantization
 from edgeprune.targets import Target, load_target
 
 
@@ -150,22 +150,64 @@ def export(
     target: Target | str | Path,
     *,
     imgsz: int | None = None,
+    calib: str | Path | None = None,
+    calib_images: int | None = None,
+    recipe: str | Path | None = None,
+    data: str | Path | None = None,
     out: str | Path = "edgeprune-out",
     stem: str | None = None,
     trust_checkpoint: bool = False,
 ) -> ExportResult:
     """Export ``model`` to the target's runtime and precision; parity against PyTorch is measured.
 
-    ``trust_checkpoint`` as for ``prune``.
+    Args:
+        calib: calibration images for INT8: an image folder or an Ultralytics data.yaml (its
+            ``train`` split unless the recipe says otherwise).
+        calib_images: how many calibration images (default: the recipe's).
+        recipe: calibration recipe name or file (default: the target's ``calibration``).
+        data: a data.yaml; when given, mAP50-95 of the PyTorch model and of the artifact are both
+            measured on its validation split (every image letterboxed to the target's size) and
+            written to OUT/STEM.export.json as ``baseline.metrics`` and ``result.metrics``.
+        trust_checkpoint: as for ``prune``.
     """
+    from edgeprune.calibration import CalibrationData, load_recipe
+
     t = resolve_target(target, imgsz=imgsz)
     detector = load_model(model, trust_checkpoint=trust_checkpoint)
     runtime = get_runtime(t.runtime)
+    quantization = None
+    if t.precision == "int8":
+        name = recipe or t.calibration
+        if name is None:
+            raise EdgepruneError(f"target {t.name} is INT8 but names no calibration recipe; pass --recipe")
+        if calib is None:
+            raise EdgepruneError(f"INT8 for {t.name} needs calibration images: --calib IMAGE_DIR or --calib DATA.yaml")
+        r = load_recipe(name)
+        images = CalibrationData.from_source(calib, t.imgsz, calib_images or r.images, split=r.split, seed=r.seed)
+        patterns = (*detector.float_node_patterns(r.keep_float), *r.keep_float_nodes)
+        quantization = Quantization(r, images, tuple(patterns))
     module = detector.inference_module().eval()
     example = detector.example_input(t.imgsz, t.batch)
     name = stem or (Path(str(model)).stem if isinstance(model, (str, Path)) else "model")
-    result = runtime.export(module, example, Path(out), target=t, stem=name)
+    out = Path(out)
+    result = runtime.export(
+        module, example, out, target=t, stem=name, quantization=quantization,
+        metadata=detector.export_metadata(t.imgsz, t.batch),
+    )  # fmt: skip
     result.details["imgsz"] = t.imgsz
+    if data is not None:
+        base = detector.evaluate(data, imgsz=t.imgsz, square=True)
+        got = detector.evaluate_artifact(result.artifact, data, imgsz=t.imgsz)
+        result.details["metrics"] = {"pytorch": base, "artifact": got}
+        report = build_report(
+            target=t,
+            baseline=model_block(metrics=base, artifact=str(model)),
+            result=model_block(
+                metrics=got, artifact=result.artifact, parity=result.parity, size_mb=round(result.size_mb, 3),
+            ),
+            export=result.details,
+        )  # fmt: skip
+        result.details["report"] = str(write_report(report, out / f"{name}.export.json"))
     return result
 
 

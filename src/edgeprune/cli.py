@@ -59,14 +59,28 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from edgeprune.api import export
 
     result = export(
-        args.model, args.target, imgsz=args.imgsz, out=args.out, trust_checkpoint=args.trust_checkpoint
-    )
+        args.model, args.target, imgsz=args.imgsz, calib=args.calib, calib_images=args.calib_images,
+        recipe=args.recipe, data=args.data, out=args.out, trust_checkpoint=args.trust_checkpoint,
+    )  # fmt: skip
     print(f"artifact: {result.artifact} ({result.size_mb:.2f} MB, {result.runtime} {result.precision})")
+    q = result.details.get("quantization")
+    if q:
+        cal = result.details["calibration"]
+        print(
+            f"int8: recipe {result.details['recipe']}, {cal['images']} calibration images, {q['method']}, "
+            f"activations {q['activations']}, weights {q['weights']}, reduce_range {q['reduce_range']} "
+            f"({q['why']}), {q['float_nodes']} nodes kept in float"
+        )
     if result.parity:
         print(
             f"parity vs PyTorch: max abs error {result.parity['max_abs_err']:.3g}, "
             f"cosine {result.parity['cosine']:.6f}"
         )
+    metrics = result.details.get("metrics")
+    if metrics:
+        pt, art = metrics["pytorch"]["map50_95"], metrics["artifact"]["map50_95"]
+        print(f"mAP50-95: PyTorch {pt:.4f}, {result.precision} artifact {art:.4f} ({(art - pt) * 100:+.2f} points)")
+        print(f"report: {result.details['report']}")
     return EXIT_OK
 
 
@@ -208,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="Ultralytics checkpoint (.pt) or model config")
     target_arg(p)
     p.add_argument("--imgsz", type=int, help="image size (default: the target's)")
+    p.add_argument("--calib", help="INT8 calibration images: an image folder or a data.yaml (its train split)")
+    p.add_argument("--calib-images", type=int, help="number of calibration images (default: the recipe's)")
+    p.add_argument("--recipe", help="calibration recipe name or YAML (default: the target's)")
+    p.add_argument("--data", help="data.yaml: measure mAP50-95 of the PyTorch model and of the artifact")
     p.add_argument("--out", default="edgeprune-out", help="output folder")
     trust_arg(p)
     p.set_defaults(func=_cmd_export)

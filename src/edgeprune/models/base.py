@@ -6,7 +6,7 @@ import contextlib
 import copy
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -91,6 +91,22 @@ class Detector(ABC):
     def evaluate(self, data: str | Path, *, imgsz: int, **kwargs: Any) -> dict[str, float]:
         """Accuracy on the validation split, e.g. ``{"map50_95": .., "map50": ..}``."""
         raise NotImplementedError(f"{self.family} models cannot be evaluated by edgeprune yet")
+
+    def evaluate_artifact(self, artifact: Path, data: str | Path, *, imgsz: int) -> dict[str, float]:
+        """Accuracy of an exported artifact (ONNX, OpenVINO IR, ...) on the validation split, with
+        the same metric and preprocessing as ``evaluate(..., square=True)``."""
+        raise NotImplementedError(f"{self.family} artifacts cannot be evaluated by edgeprune yet")
+
+    # --- export --------------------------------------------------------------------------
+    def export_metadata(self, imgsz: int, batch: int = 1) -> dict[str, Any]:
+        """Key/values stored in the exported artifact so that the family's tooling can run it."""
+        return {}
+
+    def float_node_patterns(self, parts: Sequence[str]) -> list[str]:
+        """Regular expressions over exported node names (torch module paths, ``/``-separated) that
+        select the named ``parts`` (``box_decode``, ``dfl``) to be left in float by quantization.
+        A family without such parts returns none."""
+        return []
 
     # --- facts --------------------------------------------------------------------------
     def count(self, imgsz: int) -> dict[str, int]:

@@ -7,8 +7,9 @@ switches off Ultralytics' network access (connectivity check, events, auto-insta
 from __future__ import annotations
 
 import copy
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -266,9 +267,13 @@ class UltralyticsDetector(Detector):
         return best
 
     def evaluate(
-        self, data: str | Path, *, imgsz: int, batch: int = 16, **overrides: Any
+        self, data: str | Path, *, imgsz: int, batch: int = 16, square: bool = False, **overrides: Any
     ) -> dict[str, float]:
-        """mAP on the validation split with Ultralytics' own validator and `model.val()`'s settings."""
+        """mAP on the validation split with Ultralytics' own validator and `model.val()`'s settings.
+
+        ``square=True`` letterboxes every image to ``imgsz x imgsz`` one at a time, as an exported
+        artifact is fed, so the number compares with ``evaluate_artifact``'s.
+        """
         self._check_data(data)
         from ultralytics.models.yolo.detect import DetectionValidator
 
@@ -285,12 +290,70 @@ class UltralyticsDetector(Detector):
             "rect": True,  # as `YOLO(...).val()` does, so the numbers match what users get themselves
             **overrides,
         }
+        if square:  # what an exported fixed-shape artifact sees: every image letterboxed to imgsz x imgsz
+            args.update(rect=False, batch=1)
         validator = DetectionValidator(args=args)
         stats = validator(model=copy.deepcopy(self.module))  # the validator fuses conv+BN in place
-        return {
-            "map50_95": float(stats.get("metrics/mAP50-95(B)", 0.0)),
-            "map50": float(stats.get("metrics/mAP50(B)", 0.0)),
+        return _metrics(stats)
+
+    def evaluate_artifact(self, artifact: Path, data: str | Path, *, imgsz: int) -> dict[str, float]:
+        """mAP of an exported artifact through Ultralytics' own validator and backends, which
+        read the metadata edgeprune writes into (or beside) the artifact."""
+        self._check_data(data)
+        from ultralytics.models.yolo.detect import DetectionValidator
+
+        if self.task != "detect":
+            raise EdgepruneError(f"artifact accuracy is measured for detection models; this one is {self.task}")
+        if Path(artifact).suffix == ".xml":  # Ultralytics recognises OpenVINO by its *_openvino_model folder
+            artifact = Path(artifact).parent
+        args = {
+            "model": str(artifact), "data": str(data), "imgsz": imgsz, "batch": 1, "device": "cpu",
+            "workers": 0, "plots": False, "verbose": False, "save_json": False, "half": False, "rect": False,
+        }  # fmt: skip
+        return _metrics(DetectionValidator(args=args)())
+
+    @property
+    def task(self) -> str:
+        _optional.ultralytics()
+        from ultralytics.nn.tasks import guess_model_task
+
+        return guess_model_task(self.module)
+
+    def export_metadata(self, imgsz: int, batch: int = 1) -> dict[str, Any]:
+        """What Ultralytics' exporter writes, so ``YOLO(artifact)`` predicts and validates it."""
+        from edgeprune import __version__
+
+        names = getattr(self.module, "names", None) or {i: f"class{i}" for i in range(self.nc)}
+        meta: dict[str, Any] = {
+            "description": f"edgeprune {__version__} export of {Path(str(self.source)).name}",
+            "author": "edgeprune",
+            "version": __version__,
+            "stride": int(self.module.stride.max()),
+            "task": self.task,
+            "batch": batch,
+            "imgsz": [imgsz, imgsz],
+            "names": dict(names) if not isinstance(names, dict) else names,
+            "channels": 3,
+            "end2end": False,  # the exported graph returns the one-to-many predictions; NMS follows
         }
+        if meta["task"] == "pose":
+            meta["kpt_shape"] = list(self.head.kpt_shape)
+        return meta
+
+    def float_node_patterns(self, parts: Sequence[str]) -> list[str]:
+        """``box_decode``: every node directly in the head's scope (reshapes, anchor arithmetic,
+        the concat of boxes and sigmoid scores), not inside its prediction branches; ``dfl``: the
+        distribution-focal decode."""
+        head = re.escape(f"model.{len(self.module.model) - 1}")
+        known = {"box_decode": rf"/{head}/[^/]+$", "dfl": rf"/{head}/dfl/"}
+        return [known[p] for p in parts if p in known]
+
+
+def _metrics(stats: dict[str, Any]) -> dict[str, float]:
+    return {
+        "map50_95": float(stats.get("metrics/mAP50-95(B)", 0.0)),
+        "map50": float(stats.get("metrics/mAP50(B)", 0.0)),
+    }
 
 
 def _value_positional(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:

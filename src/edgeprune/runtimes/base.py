@@ -18,7 +18,23 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
+    from edgeprune.calibration import CalibrationData, CalibrationRecipe
     from edgeprune.targets import Target
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """What an INT8 export needs: the recipe, the calibration images and the node-name patterns
+    (from the model adapter's ``keep_float`` parts and the recipe's own) that stay in float."""
+
+    recipe: CalibrationRecipe
+    data: CalibrationData
+    float_patterns: tuple[str, ...] = ()
+
+    def keeps_float(self, node_name: str) -> bool:
+        import re
+
+        return any(re.search(p, node_name) for p in self.float_patterns)
 
 
 @dataclass(frozen=True)
@@ -74,22 +90,50 @@ class Runtime(ABC):
         *,
         target: Target,
         stem: str = "model",
+        quantization: Quantization | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> ExportResult:
-        """Export ``module`` for ``target`` into ``out_dir`` and check the artifact against PyTorch."""
+        """Export ``module`` for ``target`` into ``out_dir`` and check the artifact against PyTorch.
+
+        INT8 needs ``quantization`` (calibration images and a recipe written for this runtime).
+        ``metadata`` is stored in or beside the artifact (Ultralytics reads it to run the file).
+        Parity is measured on the first calibration image when there is one (a real image gives
+        real detections to compare), otherwise on ``example``.
+        """
         from edgeprune.errors import EdgepruneError
 
         if target.precision not in self.precisions:
             raise EdgepruneError(
-                f"runtime {self.name!r} cannot export precision {target.precision!r} yet; "
+                f"runtime {self.name!r} cannot export precision {target.precision!r}; "
                 f"supported: {', '.join(sorted(self.precisions))}"
             )
+        if target.precision == "int8":
+            if quantization is None:
+                raise EdgepruneError(
+                    f"INT8 for {target.name} needs calibration images: --calib IMAGE_DIR or --calib DATA.yaml"
+                )
+            if quantization.recipe.runtime != self.name:
+                raise EdgepruneError(
+                    f"calibration recipe {quantization.recipe.name!r} is written for "
+                    f"{quantization.recipe.runtime}, not {self.name}"
+                )
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        return self._export(module, example, out_dir, target=target, stem=stem)
+        return self._export(
+            module, example, out_dir, target=target, stem=stem, quantization=quantization, metadata=metadata or {}
+        )
 
     @abstractmethod
     def _export(
-        self, module: torch.nn.Module, example: torch.Tensor, out_dir: Path, *, target: Target, stem: str
+        self,
+        module: torch.nn.Module,
+        example: torch.Tensor,
+        out_dir: Path,
+        *,
+        target: Target,
+        stem: str,
+        quantization: Quantization | None,
+        metadata: dict[str, Any],
     ) -> ExportResult: ...
 
     @abstractmethod
@@ -99,6 +143,26 @@ class Runtime(ABC):
     @abstractmethod
     def environment(self) -> dict[str, Any]:
         """Runtime name, version and execution provider/device, for the report."""
+
+
+def parity_input(example: torch.Tensor, quantization: Quantization | None) -> torch.Tensor:
+    """A real calibration image when there is one (shaped like ``example``), else ``example``."""
+    import torch
+
+    if quantization is None or len(quantization.data) == 0:
+        return example
+    image = torch.from_numpy(next(quantization.data.arrays()))
+    return image.expand_as(example).contiguous() if image.shape[1:] == example.shape[1:] else example
+
+
+def torch_outputs(module: torch.nn.Module, x: torch.Tensor) -> list[np.ndarray]:
+    """``module(x)`` as a list of numpy arrays (a tuple or list of outputs is flattened one level)."""
+    import torch
+
+    with torch.no_grad():
+        out = module(x)
+    outs = out if isinstance(out, (tuple, list)) else [out]
+    return [o.detach().cpu().float().numpy() for o in outs]
 
 
 def compare_outputs(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> dict[str, float]:

@@ -1,0 +1,103 @@
+"""Where calibration images come from: an image folder or a split of an Ultralytics data.yaml.
+
+Sampling is deterministic: the files are sorted, then ``n`` of them are drawn with a seeded
+generator, so the same source, ``n`` and seed always give the same images in the same order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from edgeprune.calibration.preprocess import IMAGE_SUFFIXES, preprocess
+from edgeprune.errors import EdgepruneError
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _split_entries(data_yaml: Path, split: str) -> list[Path]:
+    info = yaml.safe_load(data_yaml.read_text()) or {}
+    if split not in info:
+        known = ", ".join(k for k in ("train", "val", "test") if k in info) or "none"
+        raise EdgepruneError(f"{data_yaml}: no {split!r} split (splits: {known})")
+    root = Path(info.get("path") or data_yaml.parent)
+    if not root.is_absolute():
+        root = (data_yaml.parent / root).resolve()
+    entries = info[split] if isinstance(info[split], list) else [info[split]]
+    return [p if p.is_absolute() else root / p for p in map(Path, entries)]
+
+
+def source_images(source: str | Path, split: str = "train") -> list[Path]:
+    """All image files of ``source`` (a folder, or a data.yaml's ``split``), sorted.
+
+    A data.yaml split may be a folder, a text file listing images (one per line, relative to the
+    dataset root) or a list of either, as in Ultralytics.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise EdgepruneError(f"calibration source not found: {source}")
+    if source.is_dir():
+        entries = [source]
+    elif source.suffix.lower() in (".yaml", ".yml"):
+        entries = _split_entries(source, split)
+    else:
+        raise EdgepruneError(f"calibration source must be an image folder or a data.yaml, got {source}")
+    images: list[Path] = []
+    for entry in entries:
+        if entry.is_dir():
+            images += _images_in(entry)
+        elif entry.suffix == ".txt" and entry.is_file():
+            base = entry.parent
+            lines = [ln.strip() for ln in entry.read_text().splitlines() if ln.strip()]
+            images += [Path(ln) if Path(ln).is_absolute() else (base / ln).resolve() for ln in lines]
+        else:
+            raise EdgepruneError(f"calibration source {source}: {entry} is neither a folder nor a list file")
+    if not images:
+        raise EdgepruneError(f"calibration source {source} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return sorted(set(images))
+
+
+def sample(paths: list[Path], n: int, seed: int = 0) -> list[Path]:
+    """``n`` of ``paths`` (all of them if fewer), drawn reproducibly."""
+    paths = sorted(paths)
+    if n >= len(paths):
+        return paths
+    order = np.random.default_rng(seed).permutation(len(paths))[:n]
+    return [paths[i] for i in order]
+
+
+@dataclass(frozen=True)
+class CalibrationData:
+    """The calibration images of one export, preprocessed like Ultralytics' inference."""
+
+    images: tuple[Path, ...]
+    imgsz: int
+    source: str
+
+    @classmethod
+    def from_source(
+        cls, source: str | Path, imgsz: int, n: int, *, split: str = "train", seed: int = 0
+    ) -> CalibrationData:
+        return cls(tuple(sample(source_images(source, split), n, seed)), imgsz, str(source))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def arrays(self) -> Iterator[np.ndarray]:
+        """One (1, 3, imgsz, imgsz) float32 array per image."""
+        for path in self.images:
+            yield preprocess(path, self.imgsz)[None]
+
+    def batches(self, batch: int) -> Iterator[np.ndarray]:
+        """(batch, 3, imgsz, imgsz) float32 arrays; the last one may be smaller."""
+        for i in range(0, len(self.images), batch):
+            yield np.stack([preprocess(p, self.imgsz) for p in self.images[i : i + batch]])
+
+    def describe(self) -> dict[str, object]:
+        return {"source": self.source, "images": len(self.images), "imgsz": self.imgsz}
