@@ -144,3 +144,65 @@ def test_int8_artifact_map_within_one_point_of_pytorch(trained, target, tmp_path
     assert base > 0.6, "the shipped baseline should be trained"
     assert abs(got - base) < 0.01, (got, base)
     assert report["result"]["artifact"] == str(result.artifact)
+
+
+# --- TensorRT: everything up to the engine build runs here; the build needs TensorRT and a GPU --------
+def test_tensorrt_int8_prepares_symmetric_qdq_onnx_and_trtexec_line(tmp_path, tiny_data):
+    import onnx
+    from onnx import numpy_helper
+
+    t = resolve_target("jetson-orin-nano-trt-int8", imgsz=64)
+    result = edgeprune.export("yolov8n.yaml", t, calib=tiny_data, calib_images=4, out=tmp_path, stem="det")
+    d = result.details
+    assert d["trtexec"] == (
+        "trtexec --onnx=det.onnx --saveEngine=det.engine --memPoolSize=workspace:2048M --fp16 --int8 --skipInference"
+    )
+    script = Path(d["trtexec_script"])
+    assert script.read_text().startswith("#!/bin/sh") and "trtexec --onnx=det.onnx" in script.read_text()
+    assert d["quantization"]["activations"] == "int8" and d["calibration"]["images"] == 4
+    model = onnx.load(d["onnx"])
+    inits = {i.name: i for i in model.graph.initializer}
+    zero_points = [n.input[2] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
+    assert zero_points and all(not numpy_helper.to_array(inits[z]).any() for z in zero_points if z in inits)
+    assert {p.key for p in model.metadata_props} >= {"names", "stride", "imgsz"}
+    try:
+        import tensorrt  # noqa: F401
+        import torch
+
+        built_here = torch.cuda.is_available()
+    except ImportError:
+        built_here = False
+    if built_here:
+        assert result.artifact.suffix == ".engine"
+    else:
+        assert result.artifact.suffix == ".onnx" and "build it on the device with det.trtexec.sh" in d["engine"]
+        assert result.parity["cosine"] > 0.9
+
+
+def test_tensorrt_fp16_writes_plain_onnx_and_command(tmp_path):
+    t = resolve_target("jetson-orin-nano-trt-fp16", imgsz=64)
+    result = edgeprune.export("yolov8n.yaml", t, out=tmp_path, stem="m")
+    assert "--fp16" in result.details["trtexec"] and "--int8" not in result.details["trtexec"]
+    assert result.parity["max_abs_err"] < 1e-2
+
+
+def test_engine_header_round_trip():
+    from edgeprune.runtimes.tensorrt import engine_header
+
+    meta = {"stride": 32, "names": {"0": "a"}}
+    header = json.dumps(meta).encode()
+    blob = len(header).to_bytes(4, "little") + header + b"\x00ENGINEBYTES"
+    offset, got = engine_header(blob)
+    assert got == meta and blob[offset:] == b"\x00ENGINEBYTES"
+    assert engine_header(b"\xff\xff\xff\x7fraw engine") == (0, {})
+
+
+def test_tensorrt_engine_build_and_run(tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (it ships with JetPack on a Jetson)")
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("TensorRT engines need an NVIDIA GPU")
+    t = resolve_target("jetson-orin-nano-trt-fp16", imgsz=64)
+    result = edgeprune.export("yolov8n.yaml", t, out=tmp_path)
+    assert result.artifact.suffix == ".engine" and result.parity["cosine"] > 0.999

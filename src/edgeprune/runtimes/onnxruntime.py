@@ -111,8 +111,14 @@ class _Reader:
         return None if batch is None else {self._name: batch}
 
 
-def quantize_int8(fp32: Path, out: Path, quantization: Quantization) -> dict[str, Any]:
-    """Static QDQ INT8 of ``fp32`` into ``out``; returns what was chosen (types, excluded nodes)."""
+def quantize_int8(
+    fp32: Path, out: Path, quantization: Quantization, *, for_tensorrt: bool = False
+) -> dict[str, Any]:
+    """Static QDQ INT8 of ``fp32`` into ``out``; returns what was chosen (types, excluded nodes).
+
+    ``for_tensorrt``: the explicit-quantization form TensorRT builds from: int8 activations and
+    weights, both symmetric (zero point 0), whatever this CPU would prefer.
+    """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -120,7 +126,13 @@ def quantize_int8(fp32: Path, out: Path, quantization: Quantization) -> dict[str
     from edgeprune.profiling.environment import cpu_flags
 
     recipe = quantization.recipe
-    types = int8_types(recipe, cpu_flags(), platform.machine())
+    if for_tensorrt:
+        types = {"activations": "int8", "weights": "int8", "reduce_range": False, "why": "TensorRT: symmetric s8s8"}
+    else:
+        types = int8_types(recipe, cpu_flags(), platform.machine())
+    extra: dict[str, Any] = {"CalibPercentile": recipe.percentile} if recipe.method == "percentile" else {}
+    if for_tensorrt:
+        extra.update(ActivationSymmetric=True, WeightSymmetric=True)
     qtype = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
     method = {
         "minmax": CalibrationMethod.MinMax,
@@ -151,7 +163,7 @@ def quantize_int8(fp32: Path, out: Path, quantization: Quantization) -> dict[str
             weight_type=qtype[types["weights"]],
             calibrate_method=method,
             nodes_to_exclude=excluded,
-            extra_options={"CalibPercentile": recipe.percentile} if recipe.method == "percentile" else {},
+            extra_options=extra,
         )
     return {**types, "float_nodes": len(excluded), "method": recipe.method, "per_channel": recipe.per_channel}
 
