@@ -13,7 +13,9 @@ from edgeprune.errors import ConfigError, EdgepruneError
 from edgeprune.targets import list_targets
 
 
-@pytest.mark.parametrize("shape", [(480, 640), (640, 480), (100, 37), (37, 100), (641, 641), (63, 64), (1, 300)])
+@pytest.mark.parametrize(
+    "shape", [(480, 640), (640, 480), (100, 37), (37, 100), (641, 641), (63, 64), (1, 300)]
+)
 @pytest.mark.parametrize("imgsz", [64, 160, 640])
 def test_letterbox_equals_ultralytics(shape, imgsz):
     pytest.importorskip("ultralytics")
@@ -76,7 +78,9 @@ def test_source_errors(tmp_path, tiny_data):
 
 def test_shipped_recipes_match_their_targets():
     names = recipe_names()
-    assert {"yolo-onnxruntime-int8", "yolo-openvino-int8", "yolo-tflite-int8", "yolo-tensorrt-int8"} <= set(names)
+    assert {"yolo-onnxruntime-int8", "yolo-openvino-int8", "yolo-tflite-int8", "yolo-tensorrt-int8"} <= set(
+        names
+    )
     for target in list_targets():
         if target.precision == "int8":
             recipe = load_recipe(target.calibration)

@@ -6,6 +6,7 @@ operation (DNS lookups included). The test passes only if the commands succeed A
 log is empty: Ultralytics asked for no font, weights, dataset, AMP-check model or telemetry.
 """
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -83,7 +84,15 @@ def test_pipeline_offline(tmp_path, tiny_data):
         ],
         ["export", str(out / "pruned.pt"), "--target", str(target), "--out", str(out)],
         ["profile", str(out / "pruned.onnx"), "--target", str(target), "--json", str(out / "report.json")],
-    ]
+        # INT8 with calibration and the artifact's mAP through Ultralytics' validator
+        ["export", str(out / "pruned.pt"), "--target", "cpu-ort-int8", "--imgsz", "64", "--calib", str(tiny_data),
+         "--calib-images", "4", "--data", str(tiny_data), "--out", str(out / "int8")],
+    ]  # fmt: skip
+    if importlib.util.find_spec("nncf") is not None:  # OpenVINO's converter and NNCF have usage telemetry
+        steps.append(
+            ["export", str(out / "pruned.pt"), "--target", "cpu-openvino-int8", "--imgsz", "64", "--calib",
+             str(tiny_data), "--calib-images", "4", "--out", str(out / "ov")]
+        )  # fmt: skip
     for step in steps:
         r = subprocess.run(
             [*prefix, sys.executable, "-m", "edgeprune.cli", *step],

@@ -67,7 +67,11 @@ def test_int8_needs_calibration_images(tmp_path):
 def test_recipe_for_another_runtime_is_refused(tmp_path, tiny_data):
     with pytest.raises(EdgepruneError, match="written for openvino, not onnxruntime"):
         edgeprune.export(
-            "yolov8n.yaml", _target("cpu-ort-int8"), calib=tiny_data, recipe="yolo-openvino-int8", out=tmp_path
+            "yolov8n.yaml",
+            _target("cpu-ort-int8"),
+            calib=tiny_data,
+            recipe="yolo-openvino-int8",
+            out=tmp_path,
         )
 
 
@@ -95,7 +99,9 @@ def test_int8_onnx_is_qdq_with_the_decode_in_float_and_runs_in_ultralytics(tmp_p
         "print(len(r), sorted(r[0].names)[:2])\n"
     )
     env = {**os.environ, "YOLO_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", code, str(result.artifact)], capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(result.artifact)], capture_output=True, text=True, env=env
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("1 [0, 1]")
 
@@ -103,7 +109,9 @@ def test_int8_onnx_is_qdq_with_the_decode_in_float_and_runs_in_ultralytics(tmp_p
 def test_openvino_fp32_and_int8(tmp_path, tiny_data):
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
-    fp32 = edgeprune.export("yolov8n.yaml", _target("cpu-openvino-int8", precision="fp32"), out=tmp_path, stem="f")
+    fp32 = edgeprune.export(
+        "yolov8n.yaml", _target("cpu-openvino-int8", precision="fp32"), out=tmp_path, stem="f"
+    )
     assert fp32.artifact.name == "f.xml" and fp32.artifact.parent.name == "f_openvino_model"
     assert fp32.parity["cosine"] > 0.9999 and fp32.parity["max_abs_err"] < 1e-2
     assert "names" in (fp32.artifact.parent / "metadata.yaml").read_text()
@@ -175,7 +183,9 @@ def test_tensorrt_int8_prepares_symmetric_qdq_onnx_and_trtexec_line(tmp_path, ti
     if built_here:
         assert result.artifact.suffix == ".engine"
     else:
-        assert result.artifact.suffix == ".onnx" and "build it on the device with det.trtexec.sh" in d["engine"]
+        assert (
+            result.artifact.suffix == ".onnx" and "build it on the device with det.trtexec.sh" in d["engine"]
+        )
         assert result.parity["cosine"] > 0.9
 
 

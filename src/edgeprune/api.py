@@ -181,9 +181,13 @@ def export(
         if name is None:
             raise EdgepruneError(f"target {t.name} is INT8 but names no calibration recipe; pass --recipe")
         if calib is None:
-            raise EdgepruneError(f"INT8 for {t.name} needs calibration images: --calib IMAGE_DIR or --calib DATA.yaml")
+            raise EdgepruneError(
+                f"INT8 for {t.name} needs calibration images: --calib IMAGE_DIR or --calib DATA.yaml"
+            )
         r = load_recipe(name)
-        images = CalibrationData.from_source(calib, t.imgsz, calib_images or r.images, split=r.split, seed=r.seed)
+        images = CalibrationData.from_source(
+            calib, t.imgsz, calib_images or r.images, split=r.split, seed=r.seed
+        )
         patterns = (*detector.float_node_patterns(r.keep_float), *r.keep_float_nodes)
         quantization = Quantization(r, images, tuple(patterns))
     module = detector.inference_module().eval()

@@ -66,10 +66,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     q = result.details.get("quantization")
     if q:
         cal = result.details["calibration"]
+        chosen = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in q.items() if k != "float_nodes")
         print(
-            f"int8: recipe {result.details['recipe']}, {cal['images']} calibration images, {q['method']}, "
-            f"activations {q['activations']}, weights {q['weights']}, reduce_range {q['reduce_range']} "
-            f"({q['why']}), {q['float_nodes']} nodes kept in float"
+            f"int8: recipe {result.details['recipe']}, {cal['images']} calibration images; {chosen}; "
+            f"{q.get('float_nodes', 0)} nodes kept in float"
         )
     if result.parity:
         print(
@@ -79,7 +79,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     metrics = result.details.get("metrics")
     if metrics:
         pt, art = metrics["pytorch"]["map50_95"], metrics["artifact"]["map50_95"]
-        print(f"mAP50-95: PyTorch {pt:.4f}, {result.precision} artifact {art:.4f} ({(art - pt) * 100:+.2f} points)")
+        print(
+            f"mAP50-95: PyTorch {pt:.4f}, {result.precision} artifact {art:.4f} ({(art - pt) * 100:+.2f} points)"
+        )
         print(f"report: {result.details['report']}")
     return EXIT_OK
 
@@ -222,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="Ultralytics checkpoint (.pt) or model config")
     target_arg(p)
     p.add_argument("--imgsz", type=int, help="image size (default: the target's)")
-    p.add_argument("--calib", help="INT8 calibration images: an image folder or a data.yaml (its train split)")
+    p.add_argument(
+        "--calib", help="INT8 calibration images: an image folder or a data.yaml (its train split)"
+    )
     p.add_argument("--calib-images", type=int, help="number of calibration images (default: the recipe's)")
     p.add_argument("--recipe", help="calibration recipe name or YAML (default: the target's)")
     p.add_argument("--data", help="data.yaml: measure mAP50-95 of the PyTorch model and of the artifact")

@@ -74,7 +74,9 @@ class CalibrationRecipe(BaseModel):
     per_channel: bool = Field(default=True, description="per-channel weight scales")
     activations: QType = Field(default="auto", description="activation type: auto, int8 or uint8")
     weights: QType = Field(default="auto", description="weight type: auto, int8 or uint8")
-    reduce_range: Literal["auto"] | bool = Field(default="auto", description="7-bit weights: auto, true, false")
+    reduce_range: Literal["auto"] | bool = Field(
+        default="auto", description="7-bit weights: auto, true, false"
+    )
     preset: Literal["performance", "mixed"] = Field(default="mixed", description="NNCF preset (OpenVINO)")
     description: str = Field(default="", description="why the recipe is what it is")
 

@@ -59,7 +59,9 @@ def source_images(source: str | Path, split: str = "train") -> list[Path]:
         else:
             raise EdgepruneError(f"calibration source {source}: {entry} is neither a folder nor a list file")
     if not images:
-        raise EdgepruneError(f"calibration source {source} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise EdgepruneError(
+            f"calibration source {source} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
     return sorted(set(images))
 
 

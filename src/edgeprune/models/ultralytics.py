@@ -303,7 +303,9 @@ class UltralyticsDetector(Detector):
         from ultralytics.models.yolo.detect import DetectionValidator
 
         if self.task != "detect":
-            raise EdgepruneError(f"artifact accuracy is measured for detection models; this one is {self.task}")
+            raise EdgepruneError(
+                f"artifact accuracy is measured for detection models; this one is {self.task}"
+            )
         if Path(artifact).suffix == ".xml":  # Ultralytics recognises OpenVINO by its *_openvino_model folder
             artifact = Path(artifact).parent
         args = {

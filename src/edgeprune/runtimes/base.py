@@ -62,6 +62,24 @@ class Session(ABC):
         return [rng.random(spec.shape, dtype=np.float32).astype(spec.dtype) for spec in self.inputs]
 
 
+@dataclass(frozen=True)
+class ExportRequest:
+    """One export: the module and its example input, where, for which target, with what."""
+
+    module: torch.nn.Module
+    example: torch.Tensor
+    out_dir: Path
+    target: Target
+    stem: str
+    quantization: Quantization | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def parity(self, session: Session) -> dict[str, float]:
+        """``session`` against PyTorch on a real calibration image if there is one, else the example."""
+        x = parity_input(self.example, self.quantization)
+        return compare_outputs(torch_outputs(self.module, x), session(x.cpu().numpy()))
+
+
 @dataclass
 class ExportResult:
     """What an export produced: the artifact and facts measured while making it."""
@@ -120,21 +138,11 @@ class Runtime(ABC):
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         return self._export(
-            module, example, out_dir, target=target, stem=stem, quantization=quantization, metadata=metadata or {}
+            ExportRequest(module, example, out_dir, target, stem, quantization, metadata or {})
         )
 
     @abstractmethod
-    def _export(
-        self,
-        module: torch.nn.Module,
-        example: torch.Tensor,
-        out_dir: Path,
-        *,
-        target: Target,
-        stem: str,
-        quantization: Quantization | None,
-        metadata: dict[str, Any],
-    ) -> ExportResult: ...
+    def _export(self, req: ExportRequest) -> ExportResult: ...
 
     @abstractmethod
     def load(self, artifact: Path, *, threads: int | None = None) -> Session:

@@ -19,14 +19,12 @@ import numpy as np
 
 from edgeprune.errors import EdgepruneError
 from edgeprune.runtimes.base import (
+    ExportRequest,
     ExportResult,
     Quantization,
     Runtime,
     Session,
     TensorSpec,
-    compare_outputs,
-    parity_input,
-    torch_outputs,
 )
 
 if TYPE_CHECKING:
@@ -34,7 +32,6 @@ if TYPE_CHECKING:
     import torch
 
     from edgeprune.calibration import CalibrationRecipe
-    from edgeprune.targets import Target
 
 _ORT_DTYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8
@@ -84,7 +81,12 @@ def int8_types(recipe: CalibrationRecipe, flags: set[str], machine: str) -> dict
     if arm:
         auto = {"activations": "int8", "weights": "int8", "reduce_range": False, "why": "ARM: s8s8 kernels"}
     elif vnni:
-        auto = {"activations": "uint8", "weights": "int8", "reduce_range": False, "why": "x86 with VNNI: u8s8"}
+        auto = {
+            "activations": "uint8",
+            "weights": "int8",
+            "reduce_range": False,
+            "why": "x86 with VNNI: u8s8",
+        }
     else:
         auto = {
             "activations": "uint8", "weights": "int8", "reduce_range": True,
@@ -127,7 +129,12 @@ def quantize_int8(
 
     recipe = quantization.recipe
     if for_tensorrt:
-        types = {"activations": "int8", "weights": "int8", "reduce_range": False, "why": "TensorRT: symmetric s8s8"}
+        types = {
+            "activations": "int8",
+            "weights": "int8",
+            "reduce_range": False,
+            "why": "TensorRT: symmetric s8s8",
+        }
     else:
         types = int8_types(recipe, cpu_flags(), platform.machine())
     extra: dict[str, Any] = {"CalibPercentile": recipe.percentile} if recipe.method == "percentile" else {}
@@ -206,18 +213,9 @@ class OnnxRuntime(Runtime):
     suffix = ".onnx"
     precisions = frozenset({"fp32", "fp16", "int8"})
 
-    def _export(
-        self,
-        module: torch.nn.Module,
-        example: torch.Tensor,
-        out_dir: Path,
-        *,
-        target: Target,
-        stem: str,
-        quantization: Quantization | None,
-        metadata: dict[str, Any],
-    ) -> ExportResult:
-        path = out_dir / f"{stem}{self.suffix}"
+    def _export(self, req: ExportRequest) -> ExportResult:
+        module, example, target, quantization = req.module, req.example, req.target, req.quantization
+        path = req.out_dir / f"{req.stem}{self.suffix}"
         details: dict[str, Any] = {"opset": OPSET}
         if target.precision == "fp32":
             export_onnx(module, example, path)
@@ -231,10 +229,8 @@ class OnnxRuntime(Runtime):
                     details["quantization"] = quantize_int8(fp32, path, quantization)
                     details["calibration"] = quantization.data.describe()
                     details["recipe"] = quantization.recipe.name
-        write_metadata(path, {**metadata, "precision": target.precision})
-        x = parity_input(example, quantization)
-        session = self.load(path, threads=target.threads)
-        parity = compare_outputs(torch_outputs(module, x), session(x.cpu().numpy()))
+        write_metadata(path, {**req.metadata, "precision": target.precision})
+        parity = req.parity(self.load(path, threads=target.threads))
         return ExportResult(
             artifact=path,
             runtime=self.name,

@@ -19,21 +19,17 @@ import yaml
 
 from edgeprune import _optional
 from edgeprune.runtimes.base import (
+    ExportRequest,
     ExportResult,
     Quantization,
     Runtime,
     Session,
     TensorSpec,
-    compare_outputs,
-    parity_input,
-    torch_outputs,
 )
 from edgeprune.runtimes.onnxruntime import export_onnx
 
 if TYPE_CHECKING:
-    import torch
-
-    from edgeprune.targets import Target
+    pass
 
 
 def _dir_size_mb(folder: Path) -> float:
@@ -109,21 +105,12 @@ class OpenVinoRuntime(Runtime):
     suffix = ".xml"
     precisions = frozenset({"fp32", "fp16", "int8"})
 
-    def _export(
-        self,
-        module: torch.nn.Module,
-        example: torch.Tensor,
-        out_dir: Path,
-        *,
-        target: Target,
-        stem: str,
-        quantization: Quantization | None,
-        metadata: dict[str, Any],
-    ) -> ExportResult:
+    def _export(self, req: ExportRequest) -> ExportResult:
+        module, example, target, quantization = req.module, req.example, req.target, req.quantization
         ov = _optional.openvino()
-        folder = out_dir / f"{stem}_openvino_model"
+        folder = req.out_dir / f"{req.stem}_openvino_model"
         folder.mkdir(parents=True, exist_ok=True)
-        xml = folder / f"{stem}.xml"
+        xml = folder / f"{req.stem}.xml"
         details: dict[str, Any] = {}
         with tempfile.TemporaryDirectory() as tmp:
             model = ov.convert_model(str(export_onnx(module, example, Path(tmp) / "model.onnx")))
@@ -134,11 +121,9 @@ class OpenVinoRuntime(Runtime):
             details["recipe"] = quantization.recipe.name
         ov.save_model(model, str(xml), compress_to_fp16=target.precision == "fp16")
         (folder / "metadata.yaml").write_text(
-            yaml.safe_dump({**metadata, "precision": target.precision}, sort_keys=False)
+            yaml.safe_dump({**req.metadata, "precision": target.precision}, sort_keys=False)
         )
-        x = parity_input(example, quantization)
-        session = self.load(xml, threads=target.threads)
-        parity = compare_outputs(torch_outputs(module, x), session(x.cpu().numpy()))
+        parity = req.parity(self.load(xml, threads=target.threads))
         return ExportResult(
             artifact=xml,
             runtime=self.name,
@@ -157,5 +142,3 @@ class OpenVinoRuntime(Runtime):
     def environment(self) -> dict[str, Any]:
         ov = _optional.openvino()
         return {"runtime": f"openvino {ov.get_version()}", "device": "CPU"}
-
-

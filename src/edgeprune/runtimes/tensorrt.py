@@ -26,26 +26,24 @@ import numpy as np
 from edgeprune._optional import require
 from edgeprune.errors import EdgepruneError
 from edgeprune.runtimes.base import (
+    ExportRequest,
     ExportResult,
-    Quantization,
     Runtime,
     Session,
     TensorSpec,
-    compare_outputs,
-    parity_input,
-    torch_outputs,
 )
 from edgeprune.runtimes.onnxruntime import OrtSession, export_onnx, quantize_int8, write_metadata
 
 if TYPE_CHECKING:
     import torch
 
-    from edgeprune.targets import Target
 
 WORKSPACE_MB = 2048  # fits the 8 GB Jetsons with room for the application
 
 
-def trtexec_command(onnx: Path, engine: Path, precision: str, *, workspace_mb: int = WORKSPACE_MB) -> list[str]:
+def trtexec_command(
+    onnx: Path, engine: Path, precision: str, *, workspace_mb: int = WORKSPACE_MB
+) -> list[str]:
     """The ``trtexec`` line that builds the same engine on the device.
 
     FP16 is enabled for INT8 too: layers without Q/DQ (the box decode) then run in FP16 rather
@@ -82,7 +80,9 @@ def _require_gpu() -> None:
         raise EdgepruneError("TensorRT engines need an NVIDIA GPU; PyTorch sees none on this machine")
 
 
-def build_engine(onnx_path: Path, engine_path: Path, precision: str, metadata: dict[str, Any]) -> dict[str, Any]:
+def build_engine(
+    onnx_path: Path, engine_path: Path, precision: str, metadata: dict[str, Any]
+) -> dict[str, Any]:
     """Build a serialized engine from ``onnx_path`` with the TensorRT Python API (TensorRT 8.5+)."""
     trt = _trt()
     _require_gpu()
@@ -145,7 +145,9 @@ class TensorRtSession(Session):
 
         with torch.cuda.stream(self._stream):
             for spec, array in zip(self.inputs, arrays, strict=True):
-                self._buffers[spec.name].copy_(torch.from_numpy(np.ascontiguousarray(array)), non_blocking=False)
+                self._buffers[spec.name].copy_(
+                    torch.from_numpy(np.ascontiguousarray(array)), non_blocking=False
+                )
             self._context.execute_async_v3(self._stream.cuda_stream)
         self._stream.synchronize()
         return [self._buffers[spec.name].cpu().numpy() for spec in self.outputs]
@@ -167,18 +169,9 @@ class TensorRtRuntime(Runtime):
     suffix = ".engine"
     precisions = frozenset({"fp16", "int8", "fp32"})
 
-    def _export(
-        self,
-        module: torch.nn.Module,
-        example: torch.Tensor,
-        out_dir: Path,
-        *,
-        target: Target,
-        stem: str,
-        quantization: Quantization | None,
-        metadata: dict[str, Any],
-    ) -> ExportResult:
-        onnx_path, engine = out_dir / f"{stem}.onnx", out_dir / f"{stem}{self.suffix}"
+    def _export(self, req: ExportRequest) -> ExportResult:
+        module, example, target, quantization = req.module, req.example, req.target, req.quantization
+        onnx_path, engine = req.out_dir / f"{req.stem}.onnx", req.out_dir / f"{req.stem}{self.suffix}"
         details: dict[str, Any] = {}
         if target.precision == "int8":
             assert quantization is not None  # checked by Runtime.export
@@ -189,10 +182,10 @@ class TensorRtRuntime(Runtime):
             details["recipe"] = quantization.recipe.name
         else:
             export_onnx(module, example, onnx_path)
-        meta = {**metadata, "precision": target.precision}
+        meta = {**req.metadata, "precision": target.precision}
         write_metadata(onnx_path, meta)
         command = trtexec_command(Path(onnx_path.name), Path(engine.name), target.precision)
-        script = out_dir / f"{stem}.trtexec.sh"
+        script = req.out_dir / f"{req.stem}.trtexec.sh"
         script.write_text(
             "#!/bin/sh\n# Build the TensorRT engine on the device (JetPack's trtexec is in /usr/src/tensorrt/bin).\n"
             f'cd "$(dirname "$0")" && {shlex.join(command)}\n'
@@ -200,17 +193,17 @@ class TensorRtRuntime(Runtime):
         script.chmod(0o755)
         details.update(onnx=str(onnx_path), trtexec=shlex.join(command), trtexec_script=str(script))
 
-        x = parity_input(example, quantization)
-        reference = torch_outputs(module, x)
         why_not = _tensorrt_here()
         if why_not is None:
             details.update(build_engine(onnx_path, engine, target.precision, meta))
-            parity = compare_outputs(reference, self.load(engine)(x.cpu().numpy()))
+            parity = req.parity(self.load(engine))
             artifact = engine
         else:  # the ONNX is the artifact here; the device builds the engine from it
-            details["engine"] = f"not built on this machine ({why_not}); build it on the device with {script.name}"
+            details["engine"] = (
+                f"not built on this machine ({why_not}); build it on the device with {script.name}"
+            )
             details["parity_of"] = "the ONNX under onnxruntime (Q/DQ simulated on the CPU)"
-            parity = compare_outputs(reference, OrtSession(onnx_path, target.threads)(x.cpu().numpy()))
+            parity = req.parity(OrtSession(onnx_path, target.threads))
             artifact = onnx_path
         return ExportResult(
             artifact=artifact,
