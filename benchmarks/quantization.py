@@ -7,7 +7,8 @@ file (every image letterboxed to the model's size, as a fixed-shape artifact is 
 disk, p50 latency (all artifacts timed in interleaved rounds in one process, so the ratios are
 measured under one load) and parity against PyTorch on a real image. INT8 artifacts are
 calibrated with 128 train images by the shipped recipes; extra ORT rows fix the INT8 types
-(s8s8, u8s8 with reduce_range) instead of letting the CPU choose.
+(s8s8, u8s8 with reduce_range) instead of letting the CPU choose. FP16 rows are CPU runs of FP16
+artifacts (made for GPUs and ARM), there for their parity and accuracy.
 """
 
 from __future__ import annotations
@@ -49,40 +50,39 @@ def main() -> None:
             (root / f"{name}.yaml").write_text(
                 f"name: {name}\nruntime: onnxruntime\nkeep_float: [box_decode, dfl]\n{body}"
             )
-        rows = [
-            ("onnxruntime", "fp32", None, "cpu-ort-fp32"),
-            ("onnxruntime", "int8", None, "cpu-ort-int8"),
-            ("onnxruntime", "int8", root / "ort-s8s8.yaml", "cpu-ort-int8"),
-            ("onnxruntime", "int8", root / "ort-u8s8-rr.yaml", "cpu-ort-int8"),
-            ("openvino", "fp32", None, "cpu-openvino-int8"),
-            ("openvino", "int8", None, "cpu-openvino-int8"),
+        rows = [  # label, runtime, precision, recipe (None: the target's), target
+            ("onnxruntime fp32", "fp32", None, "cpu-ort-fp32"),
+            ("onnxruntime fp16", "fp16", None, "cpu-ort-fp32"),
+            ("onnxruntime int8 (types chosen for this CPU)", "int8", None, "cpu-ort-int8"),
+            ("onnxruntime int8 s8s8 (recipe override)", "int8", root / "ort-s8s8.yaml", "cpu-ort-int8"),
+            ("onnxruntime int8 u8s8 reduce_range", "int8", root / "ort-u8s8-rr.yaml", "cpu-ort-int8"),
+            ("openvino fp32", "fp32", None, "cpu-openvino-int8"),
+            ("openvino fp16", "fp16", None, "cpu-openvino-int8"),
+            ("openvino int8 (NNCF)", "int8", None, "cpu-openvino-int8"),
+            ("tflite fp32", "fp32", None, "rpi5-tflite-int8"),
+            ("tflite fp16", "fp16", None, "rpi5-tflite-int8"),
+            ("tflite int8", "int8", None, "rpi5-tflite-int8"),
         ]
         pytorch = load_model(ckpt).evaluate(data, imgsz=s.imgsz, square=True)["map50_95"]
         results, sessions = [], {}
-        for i, (runtime, precision, recipe, target) in enumerate(rows):
+        for i, (label, precision, recipe, target) in enumerate(rows):
             t = resolve_target(target, imgsz=s.imgsz).with_overrides(
                 precision=precision, threads=args.threads
             )
             r = edgeprune.export(
                 ckpt, t, calib=data, recipe=recipe, data=data, out=root / "out", stem=f"m{i}"
             )
-            q = r.details.get("quantization", {})
-            label = f"{runtime} {precision}"
-            if q:
-                label += f" {q.get('activations', '')[0:1] or ''}".rstrip()
-                if "activations" in q:
-                    label = f"{runtime} int8 {'u8' if q['activations'] == 'uint8' else 's8'}s8"
-                    label += " reduce_range" if q["reduce_range"] else ""
-                    label += " (auto)" if recipe is None else ""
             results.append({
                 "artifact": label,
+                "runtime": t.runtime,
+                "precision": precision,
                 "map50_95": r.details["metrics"]["artifact"]["map50_95"],
                 "size_mb": round(r.size_mb, 2),
                 "max_abs_err": r.parity["max_abs_err"],
                 "cosine": r.parity["cosine"],
-                "quantization": q,
+                "quantization": r.details.get("quantization", {}),
             })  # fmt: skip
-            session = get_runtime(runtime).load(r.artifact, threads=args.threads)
+            session = get_runtime(t.runtime).load(r.artifact, threads=args.threads)
             inputs = session.random_inputs()
             sessions[label] = lambda sess=session, x=inputs: sess(*x)
         stats = measure_interleaved(sessions, rounds=args.rounds, warmup=10, iterations=60)
@@ -93,13 +93,15 @@ def main() -> None:
     print(
         f"YOLOv8n trained on the synthetic set, {s.imgsz} px, PyTorch mAP50-95 {pytorch:.4f}, {args.threads} thread(s)"
     )
-    print(f"{'artifact':<36} {'mAP50-95':>8} {'vs FP32':>8} {'size MB':>8} {'p50 ms':>7} {'cosine':>9}")
-    fp32 = {r["artifact"].split()[0]: r["map50_95"] for r in results if "fp32" in r["artifact"]}
+    print(
+        f"{'artifact':<46} {'mAP50-95':>8} {'vs FP32':>8} {'size MB':>8} {'p50 ms':>7} {'max abs':>8} {'cosine':>9}"
+    )
+    fp32 = {r["runtime"]: r["map50_95"] for r in results if r["precision"] == "fp32"}
     for r in results:
-        delta = (r["map50_95"] - fp32[r["artifact"].split()[0]]) * 100
+        delta = (r["map50_95"] - fp32[r["runtime"]]) * 100
         print(
-            f"{r['artifact']:<36} {r['map50_95']:>8.4f} {delta:>+8.2f} {r['size_mb']:>8.2f} "
-            f"{r['p50_ms']:>7.3f} {r['cosine']:>9.6f}"
+            f"{r['artifact']:<46} {r['map50_95']:>8.4f} {delta:>+8.2f} {r['size_mb']:>8.2f} "
+            f"{r['p50_ms']:>7.3f} {r['max_abs_err']:>8.3g} {r['cosine']:>9.6f}"
         )
     if args.json:
         env = collect_environment(None, args.threads)

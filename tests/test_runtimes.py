@@ -127,6 +127,26 @@ def test_openvino_fp32_and_int8(tmp_path, tiny_data):
     assert "openvino_telemetry" not in sys.modules or sys.modules["openvino_telemetry"] is None
 
 
+def test_tflite_fp32_boxes_normalized_and_read_by_ultralytics(tmp_path):
+    pytest.importorskip("litert_torch")
+    import torch
+
+    from edgeprune.models import load_model
+
+    t = _target("rpi5-tflite-int8", precision="fp32")
+    result = edgeprune.export("yolov8n.yaml", t, out=tmp_path, stem="m")
+    assert result.parity["cosine"] > 0.9999 and result.details["boxes"] == "normalized by the image size"
+    det = load_model("yolov8n.yaml")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        plain, normalized = det.inference_module().eval()(x), det.export_module(64, normalized_boxes=True).eval()(x)
+    assert torch.allclose(normalized[:, :4], plain[:, :4] / 64) and torch.equal(normalized[:, 4:], plain[:, 4:])
+    from ultralytics.nn.backends.base import BaseBackend
+
+    meta = BaseBackend.read_metadata(result.artifact)
+    assert meta["imgsz"] == [64, 64] and meta["task"] == "detect" and meta["precision"] == "fp32"
+
+
 # --- accuracy of the artifact, on the demo's trained YOLOv8n --------------------------------------
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -140,12 +160,11 @@ def trained(tmp_path_factory):
     return obtain_baseline(s, data, root, retrain=False, say=lambda _: None), data, s.imgsz
 
 
-@pytest.mark.parametrize("target", ["cpu-ort-int8", "cpu-openvino-int8"])
+@pytest.mark.parametrize("target", ["cpu-ort-int8", "cpu-openvino-int8", "rpi5-tflite-int8"])
 def test_int8_artifact_map_within_one_point_of_pytorch(trained, target, tmp_path):
     ckpt, data, imgsz = trained
-    t = resolve_target(target, imgsz=imgsz)
-    if t.runtime == "openvino":
-        pytest.importorskip("nncf")
+    t = resolve_target(target, imgsz=imgsz).with_overrides(threads=1)
+    pytest.importorskip({"onnxruntime": "onnxruntime", "openvino": "nncf", "tflite": "litert_torch"}[t.runtime])
     result = edgeprune.export(ckpt, t, calib=data, calib_images=32, data=data, out=tmp_path)
     report = json.loads(Path(result.details["report"]).read_text())
     base, got = report["baseline"]["metrics"]["map50_95"], report["result"]["metrics"]["map50_95"]

@@ -188,9 +188,9 @@ def export(
         images = CalibrationData.from_source(
             calib, t.imgsz, calib_images or r.images, split=r.split, seed=r.seed
         )
-        patterns = (*detector.float_node_patterns(r.keep_float), *r.keep_float_nodes)
+        patterns = (*detector.float_node_patterns(r.keep_float, runtime.node_naming), *r.keep_float_nodes)
         quantization = Quantization(r, images, tuple(patterns))
-    module = detector.inference_module().eval()
+    module = detector.export_module(t.imgsz, normalized_boxes=runtime.normalized_boxes).eval()
     example = detector.example_input(t.imgsz, t.batch)
     name = stem or (Path(str(model)).stem if isinstance(model, (str, Path)) else "model")
     out = Path(out)

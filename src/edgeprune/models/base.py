@@ -49,6 +49,14 @@ class Detector(ABC):
     def inference_module(self) -> nn.Module:
         """A module returning plain tensors (no lists of feature maps), for export and parity checks."""
 
+    def export_module(self, imgsz: int, *, normalized_boxes: bool = False) -> nn.Module:
+        """The module a runtime exports. ``normalized_boxes``: box coordinates divided by the image
+        size, so boxes and [0, 1] scores share a range (what full-INT8 TFLite needs to keep the
+        scores, and what Ultralytics' LiteRT backend expects)."""
+        if normalized_boxes:
+            raise EdgepruneError(f"{self.family} models have no box outputs to normalize")
+        return self.inference_module()
+
     # --- pruning ------------------------------------------------------------------------
     def ignored_layers(self) -> list[nn.Module]:
         """Layers whose output channels must stay (prediction convs of a head, say)."""
@@ -102,10 +110,12 @@ class Detector(ABC):
         """Key/values stored in the exported artifact so that the family's tooling can run it."""
         return {}
 
-    def float_node_patterns(self, parts: Sequence[str]) -> list[str]:
-        """Regular expressions over exported node names (torch module paths, ``/``-separated) that
-        select the named ``parts`` (``box_decode``, ``dfl``) to be left in float by quantization.
-        A family without such parts returns none."""
+    def float_node_patterns(self, parts: Sequence[str], naming: str = "onnx") -> list[str]:
+        """Regular expressions over exported node names that select the named ``parts``
+        (``box_decode``, ``dfl``) to be left in float by quantization. ``naming`` is how the
+        runtime's converter names nodes from module paths: ``onnx`` (``/model/model.22/Add``,
+        also OpenVINO) or ``litert`` (``...DetectionModel_model/...Detect_22;3``). A family
+        without such parts returns none."""
         return []
 
     # --- facts --------------------------------------------------------------------------

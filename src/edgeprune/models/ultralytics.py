@@ -44,6 +44,33 @@ class FirstOutput(nn.Module):
         return out[0] if isinstance(out, (tuple, list)) else out
 
 
+class NormalizedBoxes(nn.Module):
+    """``FirstOutput`` with box coordinates (and pose keypoints) divided by the input size.
+
+    The decoded output is ``(batch, 4 + nc [+ extra], anchors)`` with boxes in pixels; divided by
+    the image size they lie in [0, 1] like the class scores, so one INT8 scale serves the whole
+    tensor. Ultralytics' LiteRT backend multiplies them back by the image size.
+    """
+
+    def __init__(self, model: nn.Module, imgsz: int, nc: int, kpt_shape: tuple[int, int] | None = None):
+        super().__init__()
+        self.inner = FirstOutput(model)
+        scale = torch.ones(1, 4 + nc + (kpt_shape[0] * kpt_shape[1] if kpt_shape else 0), 1)
+        scale[:, :4] = 1.0 / imgsz
+        if kpt_shape:
+            for k in range(kpt_shape[0]):
+                start = 4 + nc + k * kpt_shape[1]
+                scale[:, start : start + 2] = 1.0 / imgsz
+        self.register_buffer("scale", scale, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.inner(x)
+        n = self.scale.shape[1]
+        if y.shape[1] == n:
+            return y * self.scale
+        return torch.cat([y[:, :n] * self.scale, y[:, n:]], 1)  # segment: mask coefficients follow
+
+
 # The prunable form of C2f-like blocks; kept under its first name for callers that check for it.
 C2fSplit = HalvesSplit
 
@@ -64,6 +91,12 @@ class UltralyticsDetector(Detector):
 
     def inference_module(self) -> nn.Module:
         return FirstOutput(self.module)
+
+    def export_module(self, imgsz: int, *, normalized_boxes: bool = False) -> nn.Module:
+        if not normalized_boxes:
+            return self.inference_module()
+        kpt = tuple(self.head.kpt_shape) if self.task == "pose" else None
+        return NormalizedBoxes(self.module, imgsz, self.nc, kpt)
 
     def count(self, imgsz: int) -> dict[str, int]:
         """Parameters and MACs; RT-DETR's encoder passes attention's ``value`` by keyword, which
@@ -342,12 +375,19 @@ class UltralyticsDetector(Detector):
             meta["kpt_shape"] = list(self.head.kpt_shape)
         return meta
 
-    def float_node_patterns(self, parts: Sequence[str]) -> list[str]:
+    def float_node_patterns(self, parts: Sequence[str], naming: str = "onnx") -> list[str]:
         """``box_decode``: every node directly in the head's scope (reshapes, anchor arithmetic,
-        the concat of boxes and sigmoid scores), not inside its prediction branches; ``dfl``: the
-        distribution-focal decode."""
-        head = re.escape(f"model.{len(self.module.model) - 1}")
-        known = {"box_decode": rf"/{head}/[^/]+$", "dfl": rf"/{head}/dfl/"}
+        the concat of boxes and sigmoid scores), not inside its prediction branches, and the box
+        normalization of ``NormalizedBoxes``; ``dfl``: the distribution-focal decode."""
+        i = len(self.module.model) - 1
+        if naming == "litert":  # module class + attribute per level, ';N' per tensor, ';;' joins fused names
+            known = {
+                "box_decode": rf"(DetectionModel_model/[^/;]+_{i}|NormalizedBoxes);\d*(;|$)",
+                "dfl": rf"_{i}/[^/;]*DFL_dfl",
+            }
+        else:
+            head = re.escape(f"model.{i}")
+            known = {"box_decode": rf"/{head}/[^/]+$", "dfl": rf"/{head}/dfl/"}
         return [known[p] for p in parts if p in known]
 
 

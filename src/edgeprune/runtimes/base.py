@@ -99,6 +99,8 @@ class Runtime(ABC):
     extra: ClassVar[str | None] = None  # pip extra that installs the backend; None = core dependency
     suffix: ClassVar[str]
     precisions: ClassVar[frozenset[str]]
+    normalized_boxes: ClassVar[bool] = False  # export detectors with boxes divided by the image size
+    node_naming: ClassVar[str] = "onnx"  # how exported node names look (Detector.float_node_patterns)
 
     def export(
         self,
