@@ -9,12 +9,13 @@ from typing import Any
 import yaml
 
 from edgeprune.errors import EdgepruneError
+from edgeprune.exporting import export_detector
 from edgeprune.models import Detector, load_model
 from edgeprune.profiling import LatencyStats, Verdict, collect_environment, judge, measure
 from edgeprune.pruning import PruneConfig, PruneReport, prune_detector
 from edgeprune.report import build_report, model_block, write_report
 from edgeprune.runtimes import get_runtime
-from edgeprune.runtimes.base import ExportResult, Quantization
+from edgeprune.runtimes.base import ExportResult
 from edgeprune.targets import Target, load_target
 
 
@@ -170,35 +171,12 @@ def export(
             written to OUT/STEM.export.json as ``baseline.metrics`` and ``result.metrics``.
         trust_checkpoint: as for ``prune``.
     """
-    from edgeprune.calibration import CalibrationData, load_recipe
-
     t = resolve_target(target, imgsz=imgsz)
     detector = load_model(model, trust_checkpoint=trust_checkpoint)
-    runtime = get_runtime(t.runtime)
-    quantization = None
-    if t.precision == "int8":
-        name = recipe or t.calibration
-        if name is None:
-            raise EdgepruneError(f"target {t.name} is INT8 but names no calibration recipe; pass --recipe")
-        if calib is None:
-            raise EdgepruneError(
-                f"INT8 for {t.name} needs calibration images: --calib IMAGE_DIR or --calib DATA.yaml"
-            )
-        r = load_recipe(name)
-        images = CalibrationData.from_source(
-            calib, t.imgsz, calib_images or r.images, split=r.split, seed=r.seed
-        )
-        patterns = (*detector.float_node_patterns(r.keep_float, runtime.node_naming), *r.keep_float_nodes)
-        quantization = Quantization(r, images, tuple(patterns))
-    module = detector.export_module(t.imgsz, normalized_boxes=runtime.normalized_boxes).eval()
-    example = detector.example_input(t.imgsz, t.batch)
+    get_runtime(t.runtime)  # a missing backend fails before the calibration images are read
     name = stem or (Path(str(model)).stem if isinstance(model, (str, Path)) else "model")
     out = Path(out)
-    result = runtime.export(
-        module, example, out, target=t, stem=name, quantization=quantization,
-        metadata=detector.export_metadata(t.imgsz, t.batch),
-    )  # fmt: skip
-    result.details["imgsz"] = t.imgsz
+    result = export_detector(detector, t, out, name, calib=calib, calib_images=calib_images, recipe=recipe)
     if data is not None:
         base = detector.evaluate(data, imgsz=t.imgsz, square=True)
         got = detector.evaluate_artifact(result.artifact, data, imgsz=t.imgsz)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeprune.exporting import export_detector
 from edgeprune.models import Detector, load_model
 from edgeprune.profiling import collect_environment, judge, measure_interleaved
 from edgeprune.pruning.options import PruneConfig
@@ -38,6 +39,9 @@ class PipelineSpec:
     budget_fraction: float | None = None
     profile_rounds: int = 3
     out: str | Path = "edgeprune-out"
+    calib: str | Path | None = (
+        None  # INT8 calibration images (folder or data.yaml); default: data's train split
+    )
     train_options: dict[str, Any] | None = None  # Ultralytics training overrides for fine-tuning
 
 
@@ -129,8 +133,7 @@ def run_pipeline(
     done = stages.start(f"export both to {target.runtime} {target.precision}, parity checked against PyTorch")
     exports = {}
     for name, det in (("baseline", baseline), ("pruned", pruned)):
-        module, example = det.inference_module().eval(), det.example_input(imgsz, target.batch)
-        exports[name] = runtime.export(module, example, out, target=target, stem=name)
+        exports[name] = export_detector(det, target, out, name, calib=spec.calib or spec.data)
         e = exports[name]
         say(
             f"      {e.artifact.name}: {e.size_mb:.2f} MB, max abs error {e.parity.get('max_abs_err', float('nan')):.2g}"

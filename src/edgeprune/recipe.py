@@ -50,6 +50,9 @@ class Recipe(BaseModel):
     model: str = Field(description="Ultralytics checkpoint (.pt) or model config (e.g. yolov8n.yaml)")
     target: str = Field(description="shipped target name or target YAML path")
     data: str | None = Field(default=None, description="Ultralytics data.yaml")
+    calib: str | None = Field(
+        default=None, description="INT8 calibration images: folder or data.yaml (default: data's train split)"
+    )
     imgsz: int | None = Field(default=None, ge=32, description="image size (default: the target's)")
     threads: int | None = Field(default=None, ge=1, description="runtime threads (default: the target's)")
     prune: PruneStep = Field(description="how much to prune and fine-tune")
@@ -80,6 +83,7 @@ def load_recipe(path: str | Path) -> PipelineSpec:
         model=local(recipe.model),
         target=target,
         data=str(base / recipe.data) if recipe.data else None,
+        calib=str(base / recipe.calib) if recipe.calib else None,
         imgsz=recipe.imgsz,
         threads=recipe.threads,
         prune=PruneConfig(

@@ -1,0 +1,73 @@
+"""Export a loaded ``Detector`` for a target: the one place that joins model, runtime and calibration.
+
+``edgeprune export``, the pipeline and the latency-budget search all export through
+:func:`export_detector`, so an artifact is made the same way wherever it is measured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeprune.errors import EdgepruneError
+from edgeprune.models import Detector
+from edgeprune.runtimes import get_runtime
+from edgeprune.runtimes.base import ExportResult, Quantization, Runtime
+from edgeprune.targets import Target
+
+
+def quantization_for(
+    detector: Detector,
+    target: Target,
+    runtime: Runtime,
+    *,
+    calib: str | Path | None,
+    calib_images: int | None = None,
+    recipe: str | Path | None = None,
+) -> Quantization | None:
+    """What an INT8 export of ``detector`` needs (None for other precisions)."""
+    from edgeprune.calibration import CalibrationData, load_recipe
+
+    if target.precision != "int8":
+        return None
+    name = recipe or target.calibration
+    if name is None:
+        raise EdgepruneError(f"target {target.name} is INT8 but names no calibration recipe; pass --recipe")
+    if calib is None:
+        raise EdgepruneError(
+            f"INT8 for {target.name} needs calibration images: --calib IMAGE_DIR or --calib DATA.yaml"
+        )
+    r = load_recipe(name)
+    images = CalibrationData.from_source(
+        calib, target.imgsz, calib_images or r.images, split=r.split, seed=r.seed
+    )
+    patterns = (*detector.float_node_patterns(r.keep_float, runtime.node_naming), *r.keep_float_nodes)
+    return Quantization(r, images, tuple(patterns))
+
+
+def export_detector(
+    detector: Detector,
+    target: Target,
+    out: str | Path,
+    stem: str,
+    *,
+    calib: str | Path | None = None,
+    calib_images: int | None = None,
+    recipe: str | Path | None = None,
+) -> ExportResult:
+    """Export ``detector`` to ``target``'s runtime and precision in ``out``, parity checked."""
+    runtime = get_runtime(target.runtime)
+    quantization = quantization_for(
+        detector, target, runtime, calib=calib, calib_images=calib_images, recipe=recipe
+    )
+    module = detector.export_module(target.imgsz, normalized_boxes=runtime.normalized_boxes).eval()
+    result = runtime.export(
+        module,
+        detector.example_input(target.imgsz, target.batch),
+        Path(out),
+        target=target,
+        stem=stem,
+        quantization=quantization,
+        metadata=detector.export_metadata(target.imgsz, target.batch),
+    )
+    result.details["imgsz"] = target.imgsz
+    return result
