@@ -88,6 +88,11 @@ def test_pipeline_offline(tmp_path, tiny_data):
         ["export", str(out / "pruned.pt"), "--target", "cpu-ort-int8", "--imgsz", "64", "--calib", str(tiny_data),
          "--calib-images", "4", "--data", str(tiny_data), "--out", str(out / "int8")],
     ]  # fmt: skip
+    if importlib.util.find_spec("litert_torch") is not None:  # litert-torch imports jax and Hugging Face hubs
+        steps.append(
+            ["export", str(out / "pruned.pt"), "--target", "rpi5-tflite-int8", "--imgsz", "64", "--calib",
+             str(tiny_data), "--calib-images", "4", "--out", str(out / "tfl")]
+        )  # fmt: skip
     if importlib.util.find_spec("nncf") is not None:  # OpenVINO's converter and NNCF have usage telemetry
         steps.append(
             ["export", str(out / "pruned.pt"), "--target", "cpu-openvino-int8", "--imgsz", "64", "--calib",

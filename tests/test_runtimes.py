@@ -139,8 +139,13 @@ def test_tflite_fp32_boxes_normalized_and_read_by_ultralytics(tmp_path):
     det = load_model("yolov8n.yaml")
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        plain, normalized = det.inference_module().eval()(x), det.export_module(64, normalized_boxes=True).eval()(x)
-    assert torch.allclose(normalized[:, :4], plain[:, :4] / 64) and torch.equal(normalized[:, 4:], plain[:, 4:])
+        plain, normalized = (
+            det.inference_module().eval()(x),
+            det.export_module(64, normalized_boxes=True).eval()(x),
+        )
+    assert torch.allclose(normalized[:, :4], plain[:, :4] / 64) and torch.equal(
+        normalized[:, 4:], plain[:, 4:]
+    )
     from ultralytics.nn.backends.base import BaseBackend
 
     meta = BaseBackend.read_metadata(result.artifact)
@@ -164,7 +169,9 @@ def trained(tmp_path_factory):
 def test_int8_artifact_map_within_one_point_of_pytorch(trained, target, tmp_path):
     ckpt, data, imgsz = trained
     t = resolve_target(target, imgsz=imgsz).with_overrides(threads=1)
-    pytest.importorskip({"onnxruntime": "onnxruntime", "openvino": "nncf", "tflite": "litert_torch"}[t.runtime])
+    pytest.importorskip(
+        {"onnxruntime": "onnxruntime", "openvino": "nncf", "tflite": "litert_torch"}[t.runtime]
+    )
     result = edgeprune.export(ckpt, t, calib=data, calib_images=32, data=data, out=tmp_path)
     report = json.loads(Path(result.details["report"]).read_text())
     base, got = report["baseline"]["metrics"]["map50_95"], report["result"]["metrics"]["map50_95"]
