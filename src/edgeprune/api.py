@@ -146,6 +146,158 @@ def prune(
     return outcome
 
 
+@dataclass
+class BudgetOutcome:
+    """What ``prune_to_budget`` produced: the pruned model, its artifact and the verdict."""
+
+    detector: Detector
+    passed: bool
+    verdict: Verdict
+    checkpoint: Path
+    artifact: Path
+    report: dict[str, Any]
+    report_path: Path
+    message: str
+
+
+def prune_to_budget(
+    model: Any,
+    target: Target | str | Path,
+    *,
+    budget_ms: float | None = None,
+    data: str | Path | None = None,
+    epochs: int = 0,
+    step_epochs: int = 0,
+    steps: int = 3,
+    importance: str = "l2",
+    max_layer_ratio: float = 0.6,
+    distill: bool = False,
+    calib: str | Path | None = None,
+    imgsz: int | None = None,
+    batch: int = 16,
+    out: str | Path = "edgeprune-out",
+    resume: bool = False,
+    trust_checkpoint: bool = False,
+    train_overrides: dict[str, Any] | None = None,
+    say: Any = print,
+) -> BudgetOutcome:
+    """Prune ``model`` until its artifact, measured on the target's runtime and precision, meets
+    ``budget_ms`` (default: the target's budget) at the target's percentile.
+
+    ``steps`` pruning steps walk the latency down to the budget; ``step_epochs`` fine-tune after
+    each step, ``epochs`` after the last (both need ``data``), with knowledge distillation from the
+    unpruned model if ``distill``. INT8 targets calibrate on ``calib`` (default: ``data``). The
+    final artifact is profiled like ``edgeprune profile`` does and judged; OUT/prune.json has every
+    step and probe with predicted and measured latency. ``resume=True`` continues an interrupted
+    run from OUT/search/state.json. ``passed`` is False when the budget could not be reached: the
+    outcome then holds the smallest model reached, and the message says at what latency and size.
+    """
+    from edgeprune.exporting import ArtifactMeter
+    from edgeprune.pruning.search import SearchConfig, search_budget
+
+    t = resolve_target(target, imgsz=imgsz)
+    budget = float(budget_ms if budget_ms is not None else t.budget.latency_ms)
+    percentile = t.budget.percentile
+    _check_tuning(data, epochs + step_epochs)
+    if distill and data is None:
+        raise EdgepruneError("distillation fine-tunes: it needs --data and --epochs")
+    config = SearchConfig(
+        budget_ms=budget, percentile=percentile, steps=steps, importance=importance,
+        max_layer_ratio=max_layer_ratio, step_epochs=step_epochs, final_epochs=epochs, distill=distill,
+    )  # fmt: skip
+    config.check()
+    PruneConfig(0.0, importance, "global", max_layer_ratio, t.round_to).check(data)
+    out = Path(out)
+    (out / "search").mkdir(parents=True, exist_ok=True)
+    detector = _load(model, data, trust_checkpoint)
+    calib = calib or data
+    meter = ArtifactMeter(
+        t, out / "search" / "probes", percentile=percentile, calib=calib, calib_images=config.calib_images,
+        rounds=config.rounds, iterations=config.iterations, warmup=config.warmup,
+    )  # fmt: skip
+
+    teacher = None
+    if distill:
+        teacher = detector.save(out / "search" / "teacher.pt", {"role": "distillation teacher"})
+
+    def finetune(det: Detector, n: int, name: str) -> None:
+        extra = {"distill_model": str(teacher)} if teacher is not None else {}
+        say(f"  fine-tuning {n} epochs{' with distillation' if teacher else ''} ...")
+        det.train(
+            data, epochs=n, imgsz=t.imgsz, batch=batch, out_dir=out / "runs", name=name, progress=say,
+            **extra, **(train_overrides or {}),
+        )  # fmt: skip
+
+    def evaluate(det: Detector) -> dict[str, float]:
+        return det.evaluate(data, imgsz=t.imgsz, batch=batch)
+
+    baseline_metrics = evaluate(detector) if data is not None else {}
+    pruned, steps_done, probes, latency_model, baseline = search_budget(
+        detector, config, meter=meter, round_to=t.round_to, imgsz=t.imgsz, out=out, data=data,
+        finetune=finetune if data is not None else None, evaluate=evaluate if data is not None else None,
+        resume=resume, say=say,
+    )  # fmt: skip
+    if not steps_done and epochs > 0:
+        finetune(pruned, epochs, "final")
+
+    checkpoint = pruned.save(
+        out / "pruned.pt", {"budget_ms": budget, "target": t.name, "steps": len(steps_done)}
+    )
+    final = export_detector(pruned, t, out, "pruned", calib=calib)
+    session = get_runtime(t.runtime).load(final.artifact, threads=t.threads)
+    inputs = session.random_inputs()
+    p = t.profiling
+    stats = measure(
+        lambda: session(*inputs), warmup=p.warmup, iterations=p.iterations, min_time_s=p.min_time_s
+    )
+    verdict = judge(stats, budget, percentile)
+    counts = pruned.count(t.imgsz)
+    predicted = steps_done[-1].predicted_ms if steps_done else baseline["measured_ms"]
+    searched = steps_done[-1].measured_ms if steps_done else baseline["measured_ms"]
+    error = abs(predicted - stats.get(percentile)) / stats.get(percentile)
+    metrics = steps_done[-1].metrics if steps_done and steps_done[-1].metrics else {}
+    if data is not None and (not metrics or not steps_done):
+        metrics = evaluate(pruned)
+    if verdict.passed:
+        message = verdict.sentence()
+    else:
+        message = (
+            f"budget not met: the smallest model reached runs in {stats.get(percentile):.2f} ms {percentile} "
+            f"(budget {budget:.2f} ms) with {counts['params'] / 1e6:.2f}M params and "
+            f"{counts['macs'] / 1e9:.2f} GMACs at {t.imgsz} px; kept: {checkpoint}, {final.artifact}"
+        )
+    search_block = {
+        "config": {k: v for k, v in config.__dict__.items()},
+        "steps": [s.__dict__ for s in steps_done],
+        "probes": [p_.__dict__ for p_ in probes],
+        "latency_points": latency_model.points,
+        "predicted_ms": predicted,
+        "measured_ms_in_search": searched,
+        "measured_ms_final": stats.get(percentile),
+        "prediction_error": error,
+        "reference_ms": meter.reference_ms,
+    }
+    report = build_report(
+        target=t.with_overrides(budget={"latency_ms": budget}),
+        baseline=model_block(
+            counts={"params": baseline["params"], "macs": baseline["macs"]}, metrics=baseline_metrics,
+            artifact=str(model), measured_ms=baseline["measured_ms"],
+        ),
+        result=model_block(
+            counts=counts, latency=stats, metrics=metrics, artifact=final.artifact, checkpoint=str(checkpoint),
+            parity=final.parity,
+        ),
+        verdict=verdict,
+        environment=collect_environment(get_runtime(t.runtime).environment(), t.threads),
+        search=search_block,
+        message=message,
+    )  # fmt: skip
+    report_path = write_report(report, out / "prune.json")
+    return BudgetOutcome(
+        pruned, verdict.passed, verdict, checkpoint, final.artifact, report, report_path, message
+    )
+
+
 def export(
     model: Any,
     target: Target | str | Path,

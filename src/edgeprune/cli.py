@@ -20,13 +20,19 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     from edgeprune.api import prune
     from edgeprune.report import format_table
 
+    if args.ratio is None:
+        return _prune_to_budget(args)
+    if args.budget_ms is not None:
+        raise EdgepruneError(
+            "--ratio and --budget-ms exclude each other: a fixed ratio, or a search to a budget"
+        )
     outcome = prune(
         args.model,
         args.target,
         ratio=args.ratio,
         importance=args.importance,
         allocation=args.allocation,
-        max_layer_ratio=args.max_layer_ratio,
+        max_layer_ratio=0.8 if args.max_layer_ratio is None else args.max_layer_ratio,
         data=args.data,
         epochs=args.epochs,
         imgsz=args.imgsz,
@@ -53,6 +59,40 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     else:
         print(f"checkpoint: {outcome.checkpoint}\nreport:     {outcome.report_path}")
     return EXIT_OK
+
+
+def _prune_to_budget(args: argparse.Namespace) -> int:
+    from edgeprune.api import prune_to_budget
+    from edgeprune.report import format_table
+
+    if args.dry_run:
+        raise EdgepruneError("--dry-run plans a fixed --ratio; a budget search measures artifacts as it goes")
+    if args.allocation != "global":
+        print("note: the budget search ranks channels globally (--allocation is ignored)")
+    outcome = prune_to_budget(
+        args.model, args.target, budget_ms=args.budget_ms, data=args.data, epochs=args.epochs,
+        step_epochs=args.step_epochs, steps=args.steps, importance=args.importance,
+        max_layer_ratio=0.6 if args.max_layer_ratio is None else args.max_layer_ratio, distill=args.distill,
+        calib=args.calib, imgsz=args.imgsz, batch=args.batch, out=args.out, resume=args.resume,
+        trust_checkpoint=args.trust_checkpoint,
+    )  # fmt: skip
+    r, search = outcome.report, outcome.report["search"]
+    rows = [["baseline", r["baseline"]["params"], r["baseline"]["macs"], r["baseline"]["metrics"].get("map50_95"),
+             r["baseline"]["measured_ms"], "-", "-"]]  # fmt: skip
+    for st in search["steps"]:
+        rows.append([f"step {st['step']} ({st['ratio']:.0%})", st["params"], st["macs"], st["metrics"].get("map50_95"),
+                     st["measured_ms"], st["predicted_ms"], st["goal_ms"]])  # fmt: skip
+    print()
+    print(
+        format_table(["model", "params", "MACs", "mAP50-95", "measured ms", "predicted ms", "goal ms"], rows)
+    )
+    print(
+        f"final artifact {outcome.artifact}: {search['measured_ms_final']:.2f} ms measured on its own, "
+        f"{search['predicted_ms']:.2f} ms predicted (error {search['prediction_error']:.1%})"
+    )
+    print(outcome.message)
+    print(f"checkpoint: {outcome.checkpoint}\nreport:     {outcome.report_path}")
+    return EXIT_OK if outcome.passed else EXIT_OVER_BUDGET
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -189,9 +229,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ratio",
         type=float,
-        required=True,
-        help="fraction of channels removed, 0..1: from each group (uniform) or of all channels (global)",
+        help="fraction of channels removed, 0..1: from each group (uniform) or of all channels (global); "
+        "without it, edgeprune searches the widths that meet the latency budget",
     )
+    p.add_argument(
+        "--budget-ms",
+        type=float,
+        help="latency to meet, measured on the target's runtime and precision (default: the target's budget)",
+    )
+    p.add_argument("--steps", type=int, default=3, help="budget search: pruning steps (default 3)")
+    p.add_argument(
+        "--step-epochs",
+        type=int,
+        default=0,
+        help="budget search: fine-tuning epochs after each step but the last",
+    )
+    p.add_argument(
+        "--distill", action="store_true", help="fine-tune with distillation from the unpruned model"
+    )
+    p.add_argument("--resume", action="store_true", help="budget search: continue from OUT/search/state.json")
+    p.add_argument("--calib", help="INT8 targets: calibration images (folder or data.yaml; default: --data)")
     p.add_argument(
         "--importance",
         default="l2",
@@ -207,8 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-layer-ratio",
         type=float,
-        default=0.8,
-        help="no layer loses more than this fraction of its channels (default 0.8)",
+        default=None,
+        help="no layer loses more than this fraction of its channels (default 0.8; 0.6 per budget-search step)",
     )
     p.add_argument("--data", help="Ultralytics data.yaml: measure mAP before/after and fine-tune on it")
     p.add_argument("--epochs", type=int, default=0, help="fine-tuning epochs after pruning (0 = none)")

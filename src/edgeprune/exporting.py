@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from edgeprune.errors import EdgepruneError
@@ -71,3 +72,71 @@ def export_detector(
     )
     result.details["imgsz"] = target.imgsz
     return result
+
+
+class ArtifactMeter:
+    """Latency of a detector as the target runs it: export, load, time.
+
+    The first detector measured is the reference (the unpruned baseline): its artifact stays
+    loaded and is timed alone at length. Every later detector is timed in interleaved rounds
+    against it, and reported as ``reference latency x (candidate / reference)`` from that one run,
+    so drift in the machine's load between candidates cancels out. Candidate artifacts are
+    deleted once timed.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        work: str | Path,
+        *,
+        percentile: str,
+        calib: str | Path | None = None,
+        calib_images: int | None = None,
+        rounds: int = 3,
+        iterations: int = 30,
+        warmup: int = 5,
+    ):
+        self.target, self.work = target, Path(work)
+        self.percentile, self.calib, self.calib_images = percentile, calib, calib_images
+        self.rounds, self.iterations, self.warmup = rounds, iterations, warmup
+        self.runtime = get_runtime(target.runtime)
+        self.reference_ms: float | None = None
+        self._reference: Callable[[], object] | None = None
+        self.measured: dict[str, float] = {}
+
+    def _load(self, detector: Detector, name: str) -> tuple[Callable[[], object], Path]:
+        result = export_detector(
+            detector, self.target, self.work, name, calib=self.calib, calib_images=self.calib_images
+        )
+        session = self.runtime.load(result.artifact, threads=self.target.threads)
+        inputs = session.random_inputs()
+        return (lambda: session(*inputs)), result.artifact
+
+    def __call__(self, detector: Detector, name: str) -> float:
+        from edgeprune.profiling import measure, measure_interleaved
+
+        call, artifact = self._load(detector, name)
+        if self._reference is None:
+            stats = measure(call, warmup=self.warmup * 2, iterations=self.iterations * self.rounds * 2)
+            self._reference, self.reference_ms = call, stats.get(self.percentile)
+            ms = self.reference_ms
+        else:
+            both = measure_interleaved(
+                {"reference": self._reference, "candidate": call},
+                rounds=self.rounds, warmup=self.warmup, iterations=self.iterations,
+            )  # fmt: skip
+            ratio = both["candidate"].get(self.percentile) / both["reference"].get(self.percentile)
+            ms = float(self.reference_ms * ratio)
+            _remove_artifact(artifact)
+        self.measured[name] = ms
+        return ms
+
+
+def _remove_artifact(artifact: Path) -> None:
+    import shutil
+
+    if artifact.parent.name.endswith("_openvino_model"):
+        shutil.rmtree(artifact.parent, ignore_errors=True)
+        return
+    for path in artifact.parent.glob(f"{artifact.stem}.*"):
+        path.unlink(missing_ok=True)

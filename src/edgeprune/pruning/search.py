@@ -1,0 +1,383 @@
+"""Prune to a latency budget, driven by latency measured on the target's runtime and precision.
+
+The search removes channels in a few steps, each followed by optional fine-tuning:
+
+* **which channels** go is decided by importance, ranked globally across all groups (the
+  ``global`` allocation of ``prune_detector``: per-layer widths differ, no layer loses more than
+  ``max_layer_ratio`` of its channels in one step, widths stay multiples of the target's
+  alignment);
+* **how many** go is decided by latency *measured* on exported artifacts (the target's runtime
+  and precision: ONNX Runtime INT8, OpenVINO, TFLite, ...), never by a FLOPs proxy. A latency
+  model (least squares of measured latency on MACs over every artifact measured so far, the
+  baseline included) proposes the ratio that should land on the step's goal; the candidate is
+  exported and measured; the model is refitted with that point and the ratio corrected, up to
+  ``probes_per_step`` times.
+
+Steps walk the latency down in equal parts from the baseline to the budget (minus a small
+``margin``). Timing on a shared machine drifts, so every candidate is timed in interleaved
+rounds against the baseline artifact and reported as ``ratio x the baseline's reference
+latency``: a ratio measured under one load. The final artifact is measured again on its own,
+through the same profiling layer as ``edgeprune profile``, and judged against the budget;
+predicted and measured latency are both reported.
+
+State is written after every step (``OUT/search/state.json`` and the step's checkpoint), so an
+interrupted run continues from its last completed step with ``resume=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeprune.errors import EdgepruneError
+from edgeprune.models.base import Detector
+from edgeprune.pruning.options import PruneConfig
+from edgeprune.pruning.pruner import prune_detector
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How the budget search runs.
+
+    Attributes:
+        budget_ms: the latency to meet, at ``percentile``.
+        percentile: ``p50``, ``p90``, ``p99`` or ``mean``.
+        steps: pruning steps from the baseline to the budget (fine-tuning after each).
+        importance: channel criterion (``l1``, ``l2``, ``bn``, ``taylor``, ``lamp``, ``random``).
+        max_layer_ratio: no layer loses more than this fraction of its channels in one step.
+        margin: aim this fraction under the budget, so that measurement noise does not flip the verdict.
+        tolerance: a probe within this fraction above its step's goal is accepted.
+        probes_per_step: candidates measured per step at most.
+        step_epochs: fine-tuning epochs after each step but the last (needs data).
+        final_epochs: fine-tuning epochs after the last step (needs data).
+        distill: fine-tune with knowledge distillation from the unpruned model.
+        calib_images: calibration images of INT8 candidates (latency does not depend on them).
+        rounds, iterations, warmup: interleaved timing of each candidate against the baseline.
+        extra_steps: steps allowed after the planned ones while the budget is still missed.
+    """
+
+    budget_ms: float
+    percentile: str = "p50"
+    steps: int = 3
+    importance: str = "l2"
+    max_layer_ratio: float = 0.6
+    margin: float = 0.03
+    tolerance: float = 0.02
+    probes_per_step: int = 3
+    step_epochs: int = 0
+    final_epochs: int = 0
+    distill: bool = False
+    calib_images: int = 16
+    rounds: int = 3
+    iterations: int = 30
+    warmup: int = 5
+    extra_steps: int = 3
+
+    def check(self) -> None:
+        if not self.budget_ms > 0:
+            raise EdgepruneError(f"--budget-ms must be > 0, got {self.budget_ms}")
+        if self.steps < 1 or self.probes_per_step < 1:
+            raise EdgepruneError("steps and probes_per_step must be >= 1")
+        if not 0 <= self.margin < 0.5 or not 0 <= self.tolerance < 0.5:
+            raise EdgepruneError("margin and tolerance must be in [0, 0.5)")
+        PruneConfig(0.0, self.importance, "global", self.max_layer_ratio).check(data="unchecked")
+
+
+@dataclass
+class Probe:
+    """One measured candidate."""
+
+    step: int
+    ratio: float
+    params: int
+    macs: int
+    predicted_ms: float
+    measured_ms: float
+
+
+@dataclass
+class StepRecord:
+    step: int
+    goal_ms: float
+    ratio: float
+    params: int
+    macs: int
+    predicted_ms: float
+    measured_ms: float
+    checkpoint: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class SearchResult:
+    detector: Detector
+    passed: bool
+    budget_ms: float
+    percentile: str
+    baseline: dict[str, Any]
+    final: dict[str, Any]
+    steps: list[StepRecord]
+    probes: list[Probe]
+    checkpoint: Path
+    artifact: Path
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "detector"}
+        return {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
+
+
+class LatencyModel:
+    """Latency as a straight line in MACs, fitted to every artifact measured so far."""
+
+    def __init__(self) -> None:
+        self.points: list[tuple[float, float]] = []
+
+    def add(self, macs: float, ms: float) -> None:
+        self.points.append((float(macs), float(ms)))
+
+    def predict(self, macs: float) -> float:
+        if not self.points:
+            raise ValueError("no measured point yet")
+        x = np.array([p[0] for p in self.points])
+        y = np.array([p[1] for p in self.points])
+        if len(self.points) == 1 or np.ptp(x) < 1e-9 * max(x.max(), 1.0):
+            return float(y.mean() * macs / max(x.mean(), 1.0))  # through the origin until there is a spread
+        # weight recent points (near where the search is) more than the far-away baseline
+        w = np.linspace(1.0, 2.0, len(x))
+        slope, intercept = np.polyfit(x, y, 1, w=w)
+        if slope <= 0:  # noise made a larger model faster: fall back to proportional
+            return float(y[-1] * macs / max(x[-1], 1.0))
+        return float(slope * macs + intercept)
+
+
+Meter = Callable[[Detector, str], float]
+"""Measures a candidate: ``meter(detector, name) -> latency in ms at the budget's percentile``."""
+
+
+def search_budget(
+    detector: Detector,
+    config: SearchConfig,
+    *,
+    meter: Meter,
+    round_to: int,
+    imgsz: int,
+    out: Path,
+    data: str | Path | None = None,
+    finetune: Callable[[Detector, int, str], None] | None = None,
+    evaluate: Callable[[Detector], dict[str, float]] | None = None,
+    resume: bool = False,
+    say: Callable[[str], None] = print,
+) -> tuple[Detector, list[StepRecord], list[Probe], LatencyModel, dict[str, Any]]:
+    """Prune ``detector`` (a copy) step by step until ``meter`` says it meets the budget.
+
+    Returns the pruned detector, the steps, every probe, the fitted latency model and the
+    baseline's record. ``finetune(detector, epochs, name)`` and ``evaluate(detector)`` are called
+    between steps when given. Raises nothing when the budget cannot be reached: the caller
+    compares the last measured latency with the budget.
+    """
+    config.check()
+    out = Path(out)
+    state_path = out / "search" / "state.json"
+    (out / "search").mkdir(parents=True, exist_ok=True)
+    goal_final = config.budget_ms * (1 - config.margin)
+    model = LatencyModel()
+    steps: list[StepRecord] = []
+    probes: list[Probe] = []
+    current = detector.clone()
+    base_counts = current.count(imgsz)
+
+    state = _read_state(state_path, config) if resume else None
+    if state is not None:
+        steps = [StepRecord(**s) for s in state["steps"]]
+        probes = [Probe(**p) for p in state["probes"]]
+        model.points = [tuple(p) for p in state["points"]]
+        baseline = state["baseline"]
+        if steps:
+            from edgeprune.models import load_model
+
+            current = load_model(steps[-1].checkpoint)
+        say(f"resuming after step {len(steps)} ({state_path})")
+    else:
+        t0 = time.perf_counter()
+        baseline_ms = meter(current, "baseline")
+        baseline = {**base_counts, "measured_ms": baseline_ms, "seconds": round(time.perf_counter() - t0, 1)}
+        model.add(base_counts["macs"], baseline_ms)
+        say(
+            f"baseline: {base_counts['params'] / 1e6:.2f}M params, {base_counts['macs'] / 1e9:.2f} GMACs, "
+            f"{baseline_ms:.2f} ms {config.percentile} measured; budget {config.budget_ms:.2f} ms"
+        )
+    baseline_ms = baseline["measured_ms"]
+    last_ms = steps[-1].measured_ms if steps else baseline_ms
+    if last_ms <= goal_final:
+        say("already within the budget: nothing to prune" if not steps else "budget reached")
+        return current, steps, probes, model, baseline
+
+    planned = config.steps
+    started = time.perf_counter()
+    k = len(steps)
+    while k < planned + config.extra_steps:
+        k += 1
+        if k <= planned:
+            goal = baseline_ms - (baseline_ms - goal_final) * k / planned
+        else:
+            goal = goal_final
+        t_step = time.perf_counter()
+        candidate, probe = _step(current, k, goal, config, model, round_to, imgsz, data, meter, say)
+        probes += probe
+        if candidate is None:
+            say(f"step {k}: no channel left to remove within the per-layer limits; stopping")
+            break
+        cand, ratio, counts, predicted, measured = candidate
+        current = cand
+        last_step = measured <= goal_final * (1 + config.tolerance) or k >= planned + config.extra_steps
+        epochs = config.final_epochs if (last_step or k >= planned) else config.step_epochs
+        if finetune is not None and epochs > 0:
+            finetune(current, epochs, f"step{k}")
+        metrics = evaluate(current) if evaluate is not None else {}
+        ckpt = current.save(out / "search" / f"step{k}.pt", {"search_step": k, "ratio": ratio})
+        record = StepRecord(
+            k, goal, ratio, counts["params"], counts["macs"], predicted, measured, str(ckpt), metrics,
+            round(time.perf_counter() - t_step, 1),
+        )  # fmt: skip
+        steps.append(record)
+        _write_state(state_path, config, baseline, steps, probes, model)
+        per_step = (time.perf_counter() - started) / max(
+            1, len(steps) - (len(state["steps"]) if state else 0)
+        )
+        left = max(0, planned - k) * per_step
+        acc = f", mAP50-95 {metrics['map50_95']:.3f}" if "map50_95" in metrics else ""
+        eta = f"about {left / 60:.0f} min left" if left >= 120 else f"about {left:.0f} s left"
+        say(
+            f"step {k}/{planned}: {measured:.2f} ms measured (predicted {predicted:.2f}) vs budget "
+            f"{config.budget_ms:.2f} ms; {counts['params'] / 1e6:.2f}M params{acc}; {eta}"
+        )
+        if measured <= goal_final * (1 + config.tolerance) and k >= planned:
+            break
+        if k >= planned and measured > goal_final * (1 + config.tolerance):
+            say(f"step {k}: still {measured - config.budget_ms:+.2f} ms from the budget; one more step")
+    return current, steps, probes, model, baseline
+
+
+def _step(
+    current: Detector,
+    k: int,
+    goal: float,
+    config: SearchConfig,
+    model: LatencyModel,
+    round_to: int,
+    imgsz: int,
+    data: str | Path | None,
+    meter: Meter,
+    say: Callable[[str], None],
+) -> tuple[tuple[Detector, float, dict[str, int], float, float] | None, list[Probe]]:
+    """Choose, measure and correct this step's ratio; returns the accepted candidate."""
+    cache: dict[float, tuple[Detector, dict[str, int]]] = {}
+    current_macs = current.count(imgsz)["macs"]
+
+    def candidate(ratio: float) -> tuple[Detector, dict[str, int]]:
+        ratio = round(ratio, 3)
+        if ratio not in cache:
+            cand = current.clone()
+            pc = PruneConfig(ratio, config.importance, "global", config.max_layer_ratio, round_to)
+            report = prune_detector(cand, pc, imgsz=imgsz, data=data)
+            cache[ratio] = (cand, report.after)
+        return cache[ratio]
+
+    hi = round(config.max_layer_ratio - 0.005, 3)
+    floor_macs = candidate(hi)[1]["macs"]
+    if floor_macs >= current_macs * 0.99:
+        return None, []
+    probes: list[Probe] = []
+    best: tuple[Detector, float, dict[str, int], float, float] | None = None
+    for _ in range(config.probes_per_step):
+        ratio = _ratio_for(goal, model, candidate, hi)
+        cand, counts = candidate(ratio)
+        predicted = model.predict(counts["macs"])
+        measured = meter(cand, f"step{k}-r{ratio:.3f}")
+        model.add(counts["macs"], measured)
+        probes.append(Probe(k, ratio, counts["params"], counts["macs"], predicted, measured))
+        say(
+            f"  step {k} probe: ratio {ratio:.3f} -> {counts['macs'] / 1e9:.2f} GMACs, "
+            f"predicted {predicted:.2f} ms, measured {measured:.2f} ms (goal {goal:.2f})"
+        )
+        if best is None or abs(measured - goal) < abs(best[4] - goal) or (best[4] > goal >= measured):
+            if not (best is not None and best[4] <= goal * (1 + config.tolerance) < measured):
+                best = (cand, ratio, counts, predicted, measured)
+        if measured <= goal * (1 + config.tolerance) and measured >= goal * (1 - 4 * config.tolerance):
+            break  # close enough from either side
+        if measured > goal and ratio >= hi:
+            break  # the step cannot go further; the next one continues from here
+    return best, probes
+
+
+def _ratio_for(
+    goal: float, model: LatencyModel, candidate: Callable[[float], tuple[Detector, dict[str, int]]], hi: float
+) -> float:
+    """The smallest ratio whose predicted latency is at most ``goal`` (bisection on the ratio)."""
+    if model.predict(candidate(hi)[1]["macs"]) > goal:
+        return hi
+    lo_r, hi_r = 0.0, hi
+    for _ in range(8):
+        mid = (lo_r + hi_r) / 2
+        if model.predict(candidate(mid)[1]["macs"]) <= goal:
+            hi_r = mid
+        else:
+            lo_r = mid
+        if hi_r - lo_r < 0.01:
+            break
+    return round(hi_r, 3)
+
+
+def _read_state(path: Path, config: SearchConfig) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    state = json.loads(path.read_text())
+    if state.get("version") != STATE_VERSION:
+        raise EdgepruneError(f"{path}: written by another edgeprune version; start afresh without --resume")
+    saved = state["config"]
+    mismatch = [
+        k for k, v in asdict(config).items() if k in saved and saved[k] != v and k not in _RESUME_FREE
+    ]
+    if mismatch:
+        raise EdgepruneError(
+            f"{path}: the interrupted search ran with other settings ({', '.join(mismatch)}); "
+            "use the same settings to resume, or another --out"
+        )
+    return state
+
+
+_RESUME_FREE = {"final_epochs", "step_epochs", "rounds", "iterations", "warmup"}
+
+
+def _write_state(
+    path: Path,
+    config: SearchConfig,
+    baseline: dict[str, Any],
+    steps: list[StepRecord],
+    probes: list[Probe],
+    model: LatencyModel,
+) -> None:
+    state = {
+        "version": STATE_VERSION,
+        "config": asdict(config),
+        "baseline": baseline,
+        "steps": [asdict(s) for s in steps],
+        "probes": [asdict(p) for p in probes],
+        "points": model.points,
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(
+        json.dumps(state, indent=2, default=lambda o: None if isinstance(o, float) and math.isnan(o) else o)
+    )
+    tmp.replace(path)  # a crash mid-write leaves the previous state intact

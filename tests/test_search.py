@@ -1,0 +1,114 @@
+"""Latency-budget search: measured latency drives the ratio; resumable; impossible budgets end in exit 3."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("ultralytics")
+
+from edgeprune.errors import EdgepruneError  # noqa: E402
+from edgeprune.models import load_model  # noqa: E402
+from edgeprune.pruning.search import LatencyModel, SearchConfig, search_budget  # noqa: E402
+
+from conftest import run_cli  # noqa: E402
+
+
+def fake_meter(calls):
+    """Latency linear in MACs plus a fixed cost, as a runtime roughly behaves."""
+
+    def meter(det, name):
+        calls.append(name)
+        return 10.0 + det.count(64)["macs"] / 1e6
+
+    return meter
+
+
+def test_latency_model_fits_measured_points():
+    m = LatencyModel()
+    m.add(100.0, 10.0)
+    assert m.predict(50.0) == pytest.approx(5.0)  # one point: proportional
+    m.add(50.0, 6.0)
+    m.add(25.0, 4.0)
+    assert m.predict(75.0) == pytest.approx(8.0, rel=0.05)
+    assert m.predict(0.0) == pytest.approx(2.0, abs=0.3)  # the fixed cost a FLOPs proxy misses
+
+
+def test_search_reaches_the_budget_by_measurement(tmp_path):
+    det = load_model("yolov8n.yaml", nc=6)
+    calls = []
+    base = 10.0 + det.count(64)["macs"] / 1e6
+    config = SearchConfig(budget_ms=base * 0.55, steps=2)
+    pruned, steps, probes, model, baseline = search_budget(
+        det, config, meter=fake_meter(calls), round_to=8, imgsz=64, out=tmp_path, say=lambda _: None
+    )
+    assert calls[0] == "baseline" and baseline["measured_ms"] == pytest.approx(base)
+    assert steps and steps[-1].measured_ms <= config.budget_ms
+    assert [s.measured_ms for s in steps] == sorted((s.measured_ms for s in steps), reverse=True)
+    assert 10.0 + pruned.count(64)["macs"] / 1e6 == pytest.approx(steps[-1].measured_ms)
+    assert det.count(64) == load_model("yolov8n.yaml", nc=6).count(64)  # the input is left alone
+    for p in probes:  # predictions were made before the measurement and are close once fitted
+        assert p.predicted_ms > 0
+    assert abs(probes[-1].predicted_ms - probes[-1].measured_ms) / probes[-1].measured_ms < 0.05
+    before = det.channels()
+    for s in steps:
+        after = load_model(s.checkpoint).channels()
+        changed = {name: w for name, w in after.items() if w != before[name]}
+        assert changed and all(w % 8 == 0 for w in changed.values())  # widths keep the target's alignment
+        assert len(set(1 - w / before[n] for n, w in changed.items())) > 1  # per-layer widths, not uniform
+    state = json.loads((tmp_path / "search" / "state.json").read_text())
+    assert len(state["steps"]) == len(steps) and state["points"][0][1] == pytest.approx(base)
+
+
+def test_search_resumes_after_an_interruption(tmp_path):
+    det = load_model("yolov8n.yaml", nc=6)
+    base = 10.0 + det.count(64)["macs"] / 1e6
+    config = SearchConfig(budget_ms=base * 0.5, steps=3)
+    calls = []
+    meter = fake_meter(calls)
+
+    def interrupted(d, name):
+        if name.startswith("step2"):
+            raise KeyboardInterrupt
+        return meter(d, name)
+
+    with pytest.raises(KeyboardInterrupt):
+        search_budget(det, config, meter=interrupted, round_to=8, imgsz=64, out=tmp_path, say=lambda _: None)
+    first = json.loads((tmp_path / "search" / "state.json").read_text())["steps"]
+    assert [s["step"] for s in first] == [1]
+    lines = []
+    calls.clear()
+    _, steps, _, _, _ = search_budget(
+        det, config, meter=meter, round_to=8, imgsz=64, out=tmp_path, resume=True, say=lines.append
+    )
+    assert "baseline" not in calls and lines[0].startswith("resuming after step 1")
+    assert steps[0].checkpoint == first[0]["checkpoint"] and steps[-1].measured_ms <= config.budget_ms
+    with pytest.raises(EdgepruneError, match="other settings .*steps"):
+        search_budget(
+            det, SearchConfig(budget_ms=config.budget_ms, steps=5), meter=meter, round_to=8, imgsz=64,
+            out=tmp_path, resume=True, say=lambda _: None,
+        )  # fmt: skip
+
+
+def test_impossible_budget_exits_3_keeping_the_smallest_model(tmp_path):
+    target = tmp_path / "t.yaml"
+    target.write_text(
+        "name: t\ndescription: test\ndevice: {kind: x86-cpu, name: box}\nruntime: onnxruntime\n"
+        "precision: fp32\nimgsz: 64\nthreads: 1\nround_to: 8\nbudget: {latency_ms: 0.0001, percentile: p50}\n"
+        "profiling: {warmup: 1, iterations: 5, min_time_s: 0}\n"
+    )
+    out = tmp_path / "out"
+    r = run_cli("prune", "yolov8n.yaml", "-t", str(target), "--steps", "1", "--out", str(out), timeout=600)
+    assert r.returncode == 3, r.stderr[-2000:]
+    assert "budget not met: the smallest model reached runs in" in r.stdout
+    assert (out / "pruned.pt").is_file() and (out / "pruned.onnx").is_file()
+    report = json.loads((out / "prune.json").read_text())
+    assert report["passed"] is False and report["search"]["steps"]
+    assert report["result"]["params"] < report["baseline"]["params"]
+    assert report["budget"]["latency_ms"] == 0.0001
+
+
+def test_ratio_and_budget_exclude_each_other(tmp_path):
+    r = run_cli("prune", "yolov8n.yaml", "-t", "cpu-ort-fp32", "--ratio", "0.3", "--budget-ms", "5")
+    assert r.returncode == 1 and "exclude each other" in r.stderr
