@@ -34,8 +34,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgeprune.errors import EdgepruneError
 from edgeprune.models.base import Detector
 from edgeprune.pruning.options import PruneConfig
@@ -138,7 +136,12 @@ class SearchResult:
 
 
 class LatencyModel:
-    """Latency as a straight line in MACs, fitted to every artifact measured so far."""
+    """Latency as a function of MACs, interpolated between artifacts measured so far.
+
+    Piecewise linear through the measured points: latency is not proportional to MACs (fixed
+    per-layer costs, memory-bound layers), but between two nearby measured architectures of
+    the same family it is close to a straight line.
+    """
 
     def __init__(self) -> None:
         self.points: list[tuple[float, float]] = []
@@ -147,18 +150,28 @@ class LatencyModel:
         self.points.append((float(macs), float(ms)))
 
     def predict(self, macs: float) -> float:
+        """Latency at ``macs``: along the line through the two measured points nearest in MACs
+        (bracketing ``macs`` where possible), proportional to MACs while only one point exists."""
         if not self.points:
             raise ValueError("no measured point yet")
-        x = np.array([p[0] for p in self.points])
-        y = np.array([p[1] for p in self.points])
-        if len(self.points) == 1 or np.ptp(x) < 1e-9 * max(x.max(), 1.0):
-            return float(y.mean() * macs / max(x.mean(), 1.0))  # through the origin until there is a spread
-        # weight recent points (near where the search is) more than the far-away baseline
-        w = np.linspace(1.0, 2.0, len(x))
-        slope, intercept = np.polyfit(x, y, 1, w=w)
-        if slope <= 0:  # noise made a larger model faster: fall back to proportional
-            return float(y[-1] * macs / max(x[-1], 1.0))
-        return float(slope * macs + intercept)
+        pts = sorted(set(self.points))
+        if len({x for x, _ in pts}) < 2:
+            x0, y0 = pts[-1]
+            return float(y0 * macs / max(x0, 1.0))
+        below = [p for p in pts if p[0] <= macs]
+        above = [p for p in pts if p[0] > macs]
+        if below and above:
+            (x0, y0), (x1, y1) = below[-1], above[0]
+        else:  # outside the measured range: extend the nearest segment
+            near = sorted(pts, key=lambda p: abs(p[0] - macs))[:2]
+            (x0, y0), (x1, y1) = sorted(near)
+        if x1 == x0:
+            return float((y0 + y1) / 2)
+        slope = (y1 - y0) / (x1 - x0)
+        if slope <= 0:  # noise made a larger model faster: proportional to the nearest point
+            xn, yn = min(pts, key=lambda p: abs(p[0] - macs))
+            return float(yn * macs / max(xn, 1.0))
+        return float(y0 + slope * (macs - x0))
 
 
 Meter = Callable[[Detector, str], float]
@@ -314,8 +327,8 @@ def _step(
         if best is None or abs(measured - goal) < abs(best[4] - goal) or (best[4] > goal >= measured):
             if not (best is not None and best[4] <= goal * (1 + config.tolerance) < measured):
                 best = (cand, ratio, counts, predicted, measured)
-        if measured <= goal * (1 + config.tolerance) and measured >= goal * (1 - 4 * config.tolerance):
-            break  # close enough from either side
+        if goal * (1 - 2 * config.tolerance) <= measured <= goal * (1 + config.tolerance):
+            break  # close enough: more pruning than needed costs accuracy, less misses the goal
         if measured > goal and ratio >= hi:
             break  # the step cannot go further; the next one continues from here
     return best, probes

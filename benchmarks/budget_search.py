@@ -1,0 +1,165 @@
+"""Budget search against the two obvious alternatives, at the same latency budget and fine-tuning.
+
+    .venv/bin/python benchmarks/budget_search.py [--base-epochs 120] [--epochs 40] [--work bench-budget]
+        [--json benchmarks/results/budget_search.json]
+
+On the synthetic set (the demo's: 400 train / 100 val images at 160 px, 6 classes):
+
+0. a YOLOv8s baseline trained from scratch for ``--base-epochs`` epochs (kept in ``--work`` and
+   reused by later runs);
+1. the budget: 50% of the baseline's p50 measured on ``cpu-ort-fp32`` at 160 px, 1 thread (the
+   demo's setting: single-threaded timing is the stable one on this 2-vCPU VM);
+2. (a) ``prune_to_budget``: 3 measured steps, then ``--epochs`` fine-tuning epochs;
+   (b) uniform L2 pruning at the ratio whose *measured* latency meets the same budget (bisection
+       on the ratio, each candidate exported and timed against the baseline), then ``--epochs``;
+   (c) YOLOv8n, the next smaller official size, trained from scratch for ``--base-epochs +
+       --epochs`` epochs (the same total as the pruned models saw);
+3. every final artifact timed in one interleaved run (so the latencies compare under one load),
+   mAP50-95 from Ultralytics' validator, and (a)'s predicted vs measured latency.
+
+Not run by CI: about 1.5 hours on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--base-epochs", type=int, default=120)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument(
+        "--fraction", type=float, default=0.5, help="budget as a fraction of the baseline's p50"
+    )
+    parser.add_argument("--work", type=Path, default=Path("bench-budget"))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    from edgeprune.api import prune_to_budget, resolve_target
+    from edgeprune.data import make_synthetic_dataset
+    from edgeprune.demo import FINETUNE_TRAINING, DemoSettings, train_baseline_from_scratch
+    from edgeprune.exporting import ArtifactMeter, export_detector
+    from edgeprune.models import load_model
+    from edgeprune.profiling import collect_environment, measure_interleaved
+    from edgeprune.pruning import PruneConfig, prune_detector
+    from edgeprune.runtimes import get_runtime
+
+    work = args.work.resolve()
+    s = DemoSettings()
+    data = make_synthetic_dataset(work / "data", n_train=s.n_train, n_val=s.n_val, imgsz=s.imgsz, seed=s.seed)
+    target = resolve_target("cpu-ort-fp32", imgsz=s.imgsz).with_overrides(threads=1)
+    seconds: dict[str, float] = {}
+
+    def timed(name, fn):
+        t0 = time.perf_counter()
+        result = fn()
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        print(f"[{name}] done in {seconds[name]:.0f} s", flush=True)
+        return result
+
+    def trained(model: str, epochs: int, name: str) -> Path:
+        ckpt = work / f"{name}.pt"
+        if not ckpt.is_file():
+            settings = replace(s, model=model, base_epochs=epochs)
+            det = timed(name, lambda: train_baseline_from_scratch(settings, data, work / name))
+            det.save(ckpt, {"epochs": epochs})
+        return ckpt
+
+    base_ckpt = trained("yolov8s.yaml", args.base_epochs, "yolov8s-baseline")
+    base = load_model(base_ckpt)
+    meter = ArtifactMeter(target, work / "probes", percentile="p50", rounds=5, iterations=40)
+    base_ms = meter(base, "baseline")
+    budget = round(args.fraction * base_ms, 3)
+    print(f"baseline YOLOv8s: {base_ms:.2f} ms p50 measured -> budget {budget:.2f} ms", flush=True)
+
+    # (a) edgeprune's search
+    outcome = timed(
+        "a-search",
+        lambda: prune_to_budget(
+            base_ckpt, target, budget_ms=budget, data=data, epochs=args.epochs, steps=3, out=work / "a",
+            train_overrides=FINETUNE_TRAINING, say=lambda line: print(line, flush=True),
+        ),
+    )  # fmt: skip
+
+    # (b) uniform L2 at the ratio whose measured latency meets the budget
+    def uniform_at(ratio: float):
+        det = base.clone()
+        prune_detector(det, PruneConfig(ratio, "l2", "uniform", 0.8, target.round_to), imgsz=s.imgsz)
+        return det
+
+    lo, hi, chosen = 0.0, 0.75, None
+    for _ in range(7):
+        mid = round((lo + hi) / 2, 3)
+        ms = meter(uniform_at(mid), f"uniform-{mid}")
+        print(f"uniform ratio {mid:.3f}: {ms:.2f} ms", flush=True)
+        if ms <= budget:
+            hi, chosen = mid, (mid, ms)
+        else:
+            lo = mid
+    ratio_b = chosen[0] if chosen else hi
+    uniform = uniform_at(ratio_b)
+    timed(
+        "b-uniform-finetune",
+        lambda: uniform.train(
+            data, epochs=args.epochs, imgsz=s.imgsz, batch=s.batch, out_dir=work / "b", name="finetune",
+            **FINETUNE_TRAINING,
+        ),
+    )  # fmt: skip
+    uniform_ckpt = uniform.save(work / "b" / "uniform.pt")
+
+    # (c) the next smaller official size, trained for the same total epochs
+    small_ckpt = trained("yolov8n.yaml", args.base_epochs + args.epochs, "yolov8n-scratch")
+
+    arms = {
+        "baseline YOLOv8s": base_ckpt,
+        "(a) edgeprune budget search": outcome.checkpoint,
+        f"(b) uniform L2 at ratio {ratio_b:.3f}": uniform_ckpt,
+        f"(c) YOLOv8n, {args.base_epochs + args.epochs} epochs": small_ckpt,
+    }
+    rows, calls = [], {}
+    for i, (name, ckpt) in enumerate(arms.items()):
+        det = load_model(ckpt)
+        artifact = export_detector(det, target, work / "final", f"arm{i}").artifact
+        session = get_runtime(target.runtime).load(artifact, threads=1)
+        inputs = session.random_inputs()
+        calls[name] = lambda sess=session, x=inputs: sess(*x)
+        counts = det.count(s.imgsz)
+        rows.append({"arm": name, "params": counts["params"], "macs": counts["macs"],
+                     "map50_95": det.evaluate(data, imgsz=s.imgsz, batch=s.batch)["map50_95"]})  # fmt: skip
+    stats = measure_interleaved(calls, rounds=5, warmup=10, iterations=60)
+    for row in rows:
+        row["p50_ms"] = stats[row["arm"]].p50
+        row["meets_budget"] = row["p50_ms"] <= budget
+    search = outcome.report["search"]
+    print(
+        f"\nbudget {budget:.2f} ms p50 (50% of the baseline's {base_ms:.2f} ms), cpu-ort-fp32, 160 px, 1 thread"
+    )
+    print(f"{'arm':<40} {'params M':>8} {'GMACs':>6} {'mAP50-95':>8} {'p50 ms':>7}  budget")
+    for row in rows:
+        print(
+            f"{row['arm']:<40} {row['params'] / 1e6:>8.2f} {row['macs'] / 1e9:>6.3f} {row['map50_95']:>8.4f} "
+            f"{row['p50_ms']:>7.3f}  {'met' if row['meets_budget'] else 'missed'}"
+        )
+    print(
+        f"(a) predicted {search['predicted_ms']:.3f} ms, measured in the search {search['measured_ms_in_search']:.3f} ms, "
+        f"on its own {search['measured_ms_final']:.3f} ms: prediction error {search['prediction_error']:.1%}"
+    )
+    if args.json:
+        out = {
+            "budget_ms": budget, "baseline_ms": base_ms, "rows": rows, "search": search, "seconds": seconds,
+            "base_epochs": args.base_epochs, "epochs": args.epochs,
+            "environment": collect_environment(get_runtime(target.runtime).environment(), 1),
+        }  # fmt: skip
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
