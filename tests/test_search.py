@@ -112,3 +112,30 @@ def test_impossible_budget_exits_3_keeping_the_smallest_model(tmp_path):
 def test_ratio_and_budget_exclude_each_other(tmp_path):
     r = run_cli("prune", "yolov8n.yaml", "-t", "cpu-ort-fp32", "--ratio", "0.3", "--budget-ms", "5")
     assert r.returncode == 1 and "exclude each other" in r.stderr
+
+
+def test_budget_search_fine_tunes_with_distillation_between_steps(tmp_path, tiny_data):
+    from edgeprune.api import prune_to_budget, resolve_target
+
+    det = load_model("yolov8n.yaml", nc=6)
+    base = 10.0 + det.count(64)["macs"] / 1e6
+    t = resolve_target("cpu-ort-fp32", imgsz=64).with_overrides(
+        threads=1, profiling={"warmup": 1, "iterations": 5, "min_time_s": 0}
+    )
+    lines = []
+    outcome = prune_to_budget(
+        "yolov8n.yaml", t, budget_ms=base * 0.6, data=tiny_data, epochs=1, step_epochs=1, steps=2, distill=True,
+        batch=8, out=tmp_path, meter=fake_meter([]), say=lines.append,
+    )  # fmt: skip
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["step1", "step2"]
+    for run in runs:
+        header = (tmp_path / "runs" / run / "results.csv").read_text().splitlines()[0]
+        assert "dis_loss" in header  # the unpruned model taught the pruned one
+    assert any("with distillation" in line for line in lines)
+    search = outcome.report["search"]
+    assert [s["step"] for s in search["steps"]] == [1, 2] and all(s["metrics"] for s in search["steps"])
+    assert (
+        outcome.report["baseline"]["metrics"] and outcome.checkpoint.is_file() and outcome.artifact.is_file()
+    )
+    assert outcome.report["result"]["params"] < outcome.report["baseline"]["params"]

@@ -179,6 +179,7 @@ def prune_to_budget(
     resume: bool = False,
     trust_checkpoint: bool = False,
     train_overrides: dict[str, Any] | None = None,
+    meter: Any = None,
     say: Any = print,
 ) -> BudgetOutcome:
     """Prune ``model`` until its artifact, measured on the target's runtime and precision, meets
@@ -191,6 +192,7 @@ def prune_to_budget(
     step and probe with predicted and measured latency. ``resume=True`` continues an interrupted
     run from OUT/search/state.json. ``passed`` is False when the budget could not be reached: the
     outcome then holds the smallest model reached, and the message says at what latency and size.
+    ``meter(detector, name) -> ms`` replaces the local ``ArtifactMeter`` (a remote device, say).
     """
     from edgeprune.exporting import ArtifactMeter
     from edgeprune.pruning.search import SearchConfig, search_budget
@@ -211,7 +213,7 @@ def prune_to_budget(
     (out / "search").mkdir(parents=True, exist_ok=True)
     detector = _load(model, data, trust_checkpoint)
     calib = calib or data
-    meter = ArtifactMeter(
+    meter = meter or ArtifactMeter(
         t, out / "search" / "probes", percentile=percentile, calib=calib, calib_images=config.calib_images,
         rounds=config.rounds, iterations=config.iterations, warmup=config.warmup,
     )  # fmt: skip
@@ -275,7 +277,7 @@ def prune_to_budget(
         "measured_ms_in_search": searched,
         "measured_ms_final": stats.get(percentile),
         "prediction_error": error,
-        "reference_ms": meter.reference_ms,
+        "reference_ms": getattr(meter, "reference_ms", None),
     }
     report = build_report(
         target=t.with_overrides(budget={"latency_ms": budget}),
