@@ -35,6 +35,14 @@ def test_latency_model_fits_measured_points():
     assert m.predict(0.0) == pytest.approx(2.0, abs=0.3)  # the fixed cost a FLOPs proxy misses
 
 
+def test_latency_model_does_not_extrapolate_timing_noise():
+    m = LatencyModel()
+    for point in [(100.0, 10.0), (50.0, 6.0), (49.5, 6.4)]:  # two probes of nearly one size, noisy
+        m.add(*point)
+    # the close pair is averaged; the line runs to the far point instead of through the noise
+    assert m.predict(20.0) == pytest.approx(6.2 - 29.75 * 3.8 / 50.25, rel=0.01)
+
+
 def test_search_reaches_the_budget_by_measurement(tmp_path):
     det = load_model("yolov8n.yaml", nc=6)
     calls = []

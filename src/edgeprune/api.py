@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -234,28 +234,47 @@ def prune_to_budget(
         return det.evaluate(data, imgsz=t.imgsz, batch=batch)
 
     baseline_metrics = evaluate(detector) if data is not None else {}
-    pruned, steps_done, probes, latency_model, baseline = search_budget(
-        detector, config, meter=meter, round_to=t.round_to, imgsz=t.imgsz, out=out, data=data,
-        finetune=finetune if data is not None else None, evaluate=evaluate if data is not None else None,
-        resume=resume, say=say,
-    )  # fmt: skip
-    if not steps_done and epochs > 0:
-        finetune(pruned, epochs, "final")
-
-    checkpoint = pruned.save(
-        out / "pruned.pt", {"budget_ms": budget, "target": t.name, "steps": len(steps_done)}
-    )
-    final = export_detector(pruned, t, out, "pruned", calib=calib)
-    session = get_runtime(t.runtime).load(final.artifact, threads=t.threads)
-    inputs = session.random_inputs()
     p = t.profiling
-    stats = measure(
-        lambda: session(*inputs), warmup=p.warmup, iterations=p.iterations, min_time_s=p.min_time_s
-    )
-    verdict = judge(stats, budget, percentile)
+    start, run_config, run_out = detector, config, out
+    steps_done: list = []
+    probes: list = []
+    baseline: dict[str, Any] = {}
+    for attempt in range(3):
+        pruned, new_steps, new_probes, latency_model, base_rec = search_budget(
+            start, run_config, meter=meter, round_to=t.round_to, imgsz=t.imgsz, out=run_out, data=data,
+            finetune=finetune if data is not None else None, evaluate=evaluate if data is not None else None,
+            resume=resume and attempt == 0, say=say,
+        )  # fmt: skip
+        baseline = baseline or base_rec
+        steps_done, probes = steps_done + new_steps, probes + new_probes
+        if attempt == 0 and not steps_done and epochs > 0:
+            finetune(pruned, epochs, "final")
+        checkpoint = pruned.save(
+            out / "pruned.pt", {"budget_ms": budget, "target": t.name, "steps": len(steps_done)}
+        )
+        final = export_detector(pruned, t, out, "pruned", calib=calib)
+        session = get_runtime(t.runtime).load(final.artifact, threads=t.threads)
+        inputs = session.random_inputs()
+        stats = measure(
+            lambda s=session, x=inputs: s(*x),
+            warmup=p.warmup,
+            iterations=p.iterations,
+            min_time_s=p.min_time_s,
+        )
+        verdict = judge(stats, budget, percentile)
+        searched_ms = steps_done[-1].measured_ms if steps_done else baseline["measured_ms"]
+        correction = stats.get(percentile) / searched_ms
+        if verdict.passed or not new_steps or correction <= 1.0 or attempt == 2:
+            break  # met, or the search itself could go no further: the verdict stands
+        say(
+            f"the final artifact ran {stats.get(percentile):.2f} ms on its own, {correction - 1:.0%} above the "
+            f"search's interleaved timing: one more step toward {budget / correction:.2f} ms"
+        )
+        start, run_out = pruned, out / f"search-check{attempt + 1}"
+        run_config = replace(config, budget_ms=budget / correction, steps=1, extra_steps=1)
     counts = pruned.count(t.imgsz)
     predicted = steps_done[-1].predicted_ms if steps_done else baseline["measured_ms"]
-    searched = steps_done[-1].measured_ms if steps_done else baseline["measured_ms"]
+    searched = searched_ms
     error = abs(predicted - stats.get(percentile)) / stats.get(percentile)
     metrics = steps_done[-1].metrics if steps_done and steps_done[-1].metrics else {}
     if data is not None and (not metrics or not steps_done):

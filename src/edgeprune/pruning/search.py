@@ -150,28 +150,47 @@ class LatencyModel:
         self.points.append((float(macs), float(ms)))
 
     def predict(self, macs: float) -> float:
-        """Latency at ``macs``: along the line through the two measured points nearest in MACs
-        (bracketing ``macs`` where possible), proportional to MACs while only one point exists."""
+        """Latency at ``macs``: along the line through the measured points nearest in MACs
+        (bracketing ``macs`` where possible), proportional to MACs while only one point exists.
+
+        Points closer than ``MERGE`` (relative MACs) are averaged first: two probes of nearly the
+        same size differ mostly by timing noise, and a line through them would extrapolate that
+        noise. Outside the measured range the nearest segment at least ``SPAN`` wide is extended.
+        """
         if not self.points:
             raise ValueError("no measured point yet")
-        pts = sorted(set(self.points))
-        if len({x for x, _ in pts}) < 2:
-            x0, y0 = pts[-1]
+        pts = self._merged()
+        if len(pts) == 1:
+            x0, y0 = pts[0]
             return float(y0 * macs / max(x0, 1.0))
         below = [p for p in pts if p[0] <= macs]
         above = [p for p in pts if p[0] > macs]
         if below and above:
             (x0, y0), (x1, y1) = below[-1], above[0]
-        else:  # outside the measured range: extend the nearest segment
-            near = sorted(pts, key=lambda p: abs(p[0] - macs))[:2]
-            (x0, y0), (x1, y1) = sorted(near)
-        if x1 == x0:
-            return float((y0 + y1) / 2)
+        else:
+            near = min(pts, key=lambda p: abs(p[0] - macs))
+            wide = [p for p in pts if abs(p[0] - near[0]) >= self.SPAN * max(near[0], 1.0)]
+            if not wide:
+                return float(near[1] * macs / max(near[0], 1.0))
+            other = min(wide, key=lambda p: abs(p[0] - near[0]))
+            (x0, y0), (x1, y1) = sorted([near, other])
         slope = (y1 - y0) / (x1 - x0)
         if slope <= 0:  # noise made a larger model faster: proportional to the nearest point
             xn, yn = min(pts, key=lambda p: abs(p[0] - macs))
             return float(yn * macs / max(xn, 1.0))
         return float(y0 + slope * (macs - x0))
+
+    MERGE = 0.05
+    SPAN = 0.15
+
+    def _merged(self) -> list[tuple[float, float]]:
+        clusters: list[list[tuple[float, float]]] = []
+        for x, y in sorted(self.points):
+            if clusters and x - clusters[-1][0][0] <= self.MERGE * max(clusters[-1][0][0], 1.0):
+                clusters[-1].append((x, y))
+            else:
+                clusters.append([(x, y)])
+        return [(sum(p[0] for p in c) / len(c), sum(p[1] for p in c) / len(c)) for c in clusters]
 
 
 Meter = Callable[[Detector, str], float]
@@ -324,14 +343,25 @@ def _step(
             f"  step {k} probe: ratio {ratio:.3f} -> {counts['macs'] / 1e9:.2f} GMACs, "
             f"predicted {predicted:.2f} ms, measured {measured:.2f} ms (goal {goal:.2f})"
         )
-        if best is None or abs(measured - goal) < abs(best[4] - goal) or (best[4] > goal >= measured):
-            if not (best is not None and best[4] <= goal * (1 + config.tolerance) < measured):
-                best = (cand, ratio, counts, predicted, measured)
+        best = _better(best, (cand, ratio, counts, predicted, measured), goal * (1 + config.tolerance))
         if goal * (1 - 2 * config.tolerance) <= measured <= goal * (1 + config.tolerance):
             break  # close enough: more pruning than needed costs accuracy, less misses the goal
         if measured > goal and ratio >= hi:
             break  # the step cannot go further; the next one continues from here
     return best, probes
+
+
+def _better(best: Any, new: Any, limit: float) -> Any:
+    """Of two probes, the one to keep: within ``limit`` beats above it; within it, the larger
+    model (less pruning, more accuracy); above it, the faster one."""
+    if best is None:
+        return new
+    best_ok, new_ok = best[4] <= limit, new[4] <= limit
+    if best_ok != new_ok:
+        return new if new_ok else best
+    if new_ok:
+        return new if new[2]["macs"] > best[2]["macs"] else best
+    return new if new[4] < best[4] else best
 
 
 def _ratio_for(
