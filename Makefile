@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PINS   := torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= yolo,openvino,tflite,dev
+EXTRAS ?= yolo,openvino,tflite,ssh,dev
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 PYTEST_ARGS ?=

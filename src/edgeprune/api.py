@@ -417,3 +417,39 @@ def profile(
     if json_path is not None:
         write_report(report, json_path)
     return ProfileResult(stats, verdict, environment, report)
+
+
+def profile_remote(
+    artifact: str | Path,
+    target: Target | str | Path,
+    hosts: list[str],
+    *,
+    hosts_file: str | Path | None = None,
+    ssh_config: str | Path | None = None,
+    json_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Profile ``artifact`` on every host over SSH in parallel; returns (and writes) one report.
+
+    ``hosts`` are ``user@host[:port]`` or ``~/.ssh/config`` aliases; a ``hosts_file`` adds more
+    (and may name the Python that has edgeprune on each). ``passed`` is True only when every host
+    met the budget; a host that failed has ``ok: false`` and its ``error``.
+    """
+    from dataclasses import asdict
+
+    from edgeprune.profiling.remote import HostSpec, load_hosts_file, profile_hosts
+
+    t = resolve_target(target)
+    specs = [HostSpec.parse(h) for h in hosts] + (load_hosts_file(hosts_file) if hosts_file else [])
+    if not specs:
+        raise EdgepruneError("no host given: --host user@host[:port] or --hosts-file FILE")
+    results = profile_hosts(specs, artifact, t, ssh_config=ssh_config)
+    rows = [asdict(r) for r in results]
+    passed = all(r.ok and r.report.get("passed") for r in results) if results else False
+    report = build_report(
+        target=t, result=model_block(artifact=Path(artifact)), hosts=rows,
+        errors=[r.error for r in results if r.error],
+    )  # fmt: skip
+    report["passed"] = passed
+    if json_path is not None:
+        write_report(report, json_path)
+    return report

@@ -129,6 +129,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_profile(args: argparse.Namespace) -> int:
     from edgeprune.api import profile
 
+    if args.host or args.hosts_file:
+        return _profile_remote(args)
     res = profile(args.artifact, args.target, json_path=args.json)
     s = res.stats
     print(
@@ -142,6 +144,36 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if args.json:
         print(f"report: {args.json}")
     return EXIT_OK if res.verdict.passed else EXIT_OVER_BUDGET
+
+
+def _profile_remote(args: argparse.Namespace) -> int:
+    from edgeprune.api import profile_remote
+    from edgeprune.report import format_table
+
+    report = profile_remote(
+        args.artifact, args.target, args.host or [], hosts_file=args.hosts_file, ssh_config=args.ssh_config,
+        json_path=args.json,
+    )  # fmt: skip
+    rows = []
+    for h in report["hosts"]:
+        lat = (h["report"].get("result") or {}).get("latency_ms") or {}
+        verdict = "-" if not h["ok"] else ("PASS" if h["report"].get("passed") else "FAIL")
+        rows.append([h["host"], h["method"] or "-", lat.get("p50"), lat.get("p90"), lat.get("cv"), verdict])
+    print(format_table(["host", "method", "p50 ms", "p90 ms", "cv", "budget"], rows))
+    for h in report["hosts"]:
+        for warning in h["warnings"]:
+            print(f"warning: {h['host']}: {warning}")
+        if h["error"]:
+            print(f"error: {h['error']}", file=sys.stderr)
+    b = report["budget"]
+    print(
+        f"budget {b['latency_ms']:.2f} ms {b['percentile']}: {'met on every host' if report['passed'] else 'not met everywhere'}"
+    )
+    if args.json:
+        print(f"report: {args.json}")
+    if any(h["error"] for h in report["hosts"]):
+        return EXIT_ERROR
+    return EXIT_OK if report["passed"] else EXIT_OVER_BUDGET
 
 
 def _cmd_targets(args: argparse.Namespace) -> int:
@@ -295,6 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact", help="exported model (.onnx, ...)")
     target_arg(p)
     p.add_argument("--json", help="write report.json here")
+    p.add_argument(
+        "--host", action="append", help="profile on this SSH host instead (user@host[:port] or an ~/.ssh/config "
+        "alias); repeat for several, run in parallel",
+    )  # fmt: skip
+    p.add_argument(
+        "--hosts-file", help="hosts, one per line, or YAML: - {host: jetson1, python: /opt/venv/bin/python}"
+    )
+    p.add_argument("--ssh-config", help="OpenSSH client config to read (default ~/.ssh/config)")
     p.set_defaults(func=_cmd_profile)
 
     p = sub.add_parser(

@@ -1,0 +1,348 @@
+"""Profile an artifact on another machine over SSH (a Jetson on the desk, a Pi in a rack).
+
+Per host: connect with asyncssh (keys, agent and ``~/.ssh/config`` as OpenSSH would; host keys
+checked against ``known_hosts``: an unknown or changed key is refused), make a private temporary
+folder, copy the artifact and the target there, record the device's conditions, run the same
+profiler as locally (``python -m edgeprune.cli profile ... --json``) or, on a TensorRT target
+without edgeprune, ``trtexec`` (build the engine from the ONNX file, then time it), record the
+conditions again, bring the report back and remove the folder. Every remote command is built
+from fixed words and ``shlex.quote``-d values; nothing the user typed reaches a shell unquoted.
+
+Several hosts run in parallel, one report row each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgeprune.errors import EdgepruneError
+from edgeprune.targets import Target
+
+_HOST = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[^\]]+\]|[^:@\s]+)(?::(?P<port>\d+))?$")
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One device: an SSH destination (``user@host:port`` or a ``~/.ssh/config`` alias) and the
+    Python that has edgeprune there (``python3`` unless a hosts file says otherwise)."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+    python: str = "python3"
+
+    @classmethod
+    def parse(cls, text: str, python: str = "python3") -> HostSpec:
+        m = _HOST.match(text.strip())
+        if not m:
+            raise EdgepruneError(
+                f"not a host: {text!r} (expected user@host[:port] or an ~/.ssh/config alias)"
+            )
+        port = int(m["port"]) if m["port"] else None
+        return cls(m["host"].strip("[]"), m["user"], port, python)
+
+    @property
+    def label(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"{user}{self.host}{port}"
+
+
+def load_hosts_file(path: str | Path) -> list[HostSpec]:
+    """Hosts from a file: one ``user@host[:port]`` per line, or YAML ``- {host: ..., python: ...}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgepruneError(f"hosts file not found: {path}")
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        data = None
+    if isinstance(data, list) and all(isinstance(d, dict) for d in data):
+        hosts = []
+        for i, d in enumerate(data):
+            if "host" not in d:
+                raise EdgepruneError(f"{path}: entry {i + 1} has no 'host'")
+            hosts.append(HostSpec.parse(str(d["host"]), str(d.get("python", "python3"))))
+        return hosts
+    lines = [ln.split("#")[0].strip() for ln in text.splitlines()]
+    return [HostSpec.parse(ln) for ln in lines if ln]
+
+
+@dataclass
+class RemoteResult:
+    """What one host reported."""
+
+    host: str
+    ok: bool
+    method: str = ""  # "edgeprune" or "trtexec"
+    report: dict[str, Any] = field(default_factory=dict)  # the remote profile report (stats, environment)
+    conditions: dict[str, Any] = field(default_factory=dict)  # {"before": {...}, "after": {...}}
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+# Fixed shell, no user input: the device's conditions as key=value lines. Jetson files are read
+# only where they exist; everything is best effort (2>/dev/null).
+CONDITIONS_SCRIPT = r"""
+echo "cpu=$(grep -m1 -E '^(model name|Model|Hardware)' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//')"
+echo "cores=$(nproc 2>/dev/null)"
+echo "arch=$(uname -m)"
+echo "kernel=$(uname -r)"
+echo "governor=$(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null)"
+echo "cpu_cur_khz=$(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq 2>/dev/null)"
+echo "cpu_max_khz=$(cat /sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq 2>/dev/null)"
+echo "cpu_min_khz=$(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_min_freq 2>/dev/null)"
+echo "l4t=$(head -n1 /etc/nv_tegra_release 2>/dev/null)"
+echo "jetpack=$(dpkg-query -W -f='${Version}' nvidia-jetpack 2>/dev/null)"
+echo "nvpmodel=$(nvpmodel -q 2>/dev/null | tr '\n' ' ')"
+for d in /sys/class/devfreq/*; do
+  [ -r "$d/cur_freq" ] || continue
+  n=$(basename "$d")
+  echo "devfreq.$n.cur=$(cat "$d/cur_freq" 2>/dev/null)"
+  echo "devfreq.$n.max=$(cat "$d/max_freq" 2>/dev/null)"
+  echo "devfreq.$n.min=$(cat "$d/min_freq" 2>/dev/null)"
+done
+echo "emc_hz=$(cat /sys/kernel/debug/bpmp/debug/clk/emc/rate 2>/dev/null)"
+for z in /sys/class/thermal/thermal_zone*; do
+  [ -r "$z/temp" ] || continue
+  echo "temp.$(cat "$z/type" 2>/dev/null)=$(cat "$z/temp" 2>/dev/null)"
+done
+"""
+
+
+def parse_conditions(text: str) -> dict[str, Any]:
+    """The key=value lines of ``CONDITIONS_SCRIPT`` as a dict (temperatures in degrees C)."""
+    out: dict[str, Any] = {"temps_c": {}, "devfreq": {}}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep or not value.strip():
+            continue
+        value = value.strip()
+        if key.startswith("temp."):
+            try:
+                out["temps_c"][key[5:]] = round(int(value) / 1000, 1)
+            except ValueError:
+                pass
+        elif key.startswith("devfreq."):
+            name, _, what = key[len("devfreq.") :].rpartition(".")  # device names have dots in them
+            out["devfreq"].setdefault(name, {})[what] = int(value) if value.isdigit() else value
+        else:
+            out[key] = int(value) if value.isdigit() else value
+    mode = re.search(r"NV Power Mode:\s*(\S+)", str(out.get("nvpmodel", "")))
+    if mode:
+        out["power_mode"] = mode.group(1)
+        mode_id = re.search(r"NV Power Mode:\s*\S+\s+(\d+)", str(out["nvpmodel"]))
+        out["power_mode_id"] = int(mode_id.group(1)) if mode_id else None
+    out["jetson"] = bool(out.get("l4t"))
+    if out["jetson"]:  # jetson_clocks pins every clock's minimum to its maximum
+        gpu = _gpu_devfreq(out["devfreq"])
+        cpu_locked = out.get("cpu_min_khz") and out.get("cpu_min_khz") == out.get("cpu_max_khz")
+        gpu_locked = gpu is not None and gpu.get("min") == gpu.get("max")
+        out["jetson_clocks"] = bool(cpu_locked and gpu_locked)
+        if gpu is not None:
+            out["gpu_hz"] = gpu.get("cur")
+    return out
+
+
+def _gpu_devfreq(devfreq: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    for name, v in devfreq.items():
+        if any(tag in name for tag in ("gpu", "ga10b", "gv11b", "gp10b", "gpu.0")):
+            return v
+    return None
+
+
+def condition_warnings(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Why a number measured under these conditions may not be trusted."""
+    warnings = []
+    governor = after.get("governor") or before.get("governor")
+    if governor and governor != "performance":
+        warnings.append(f"CPU governor is {governor!r}, not 'performance': clocks may ramp during the run")
+    hottest = max(after.get("temps_c", {}).values(), default=None)
+    if hottest is not None and hottest >= 85:
+        warnings.append(f"{hottest:.0f} C after the run: the device is likely thermal throttling")
+    if (
+        before.get("cpu_max_khz")
+        and after.get("cpu_cur_khz")
+        and after["cpu_cur_khz"] < 0.7 * before["cpu_max_khz"]
+    ):
+        warnings.append(
+            f"CPU at {after['cpu_cur_khz'] / 1e3:.0f} MHz after the run, below 70% of its "
+            f"{before['cpu_max_khz'] / 1e3:.0f} MHz maximum (throttling or power saving)"
+        )
+    if before.get("jetson"):
+        if before.get("power_mode_id") not in (None, 0):
+            warnings.append(
+                f"nvpmodel power mode {before.get('power_mode')} (id {before['power_mode_id']}) is not the "
+                "maximum (id 0): `sudo nvpmodel -m 0`"
+            )
+        if not before.get("jetson_clocks"):
+            warnings.append("jetson_clocks is off: clocks scale with load; `sudo jetson_clocks` pins them")
+    return warnings
+
+
+def target_yaml(target: Target) -> str:
+    """The target as a YAML file the remote edgeprune validates like any other."""
+    return yaml.safe_dump(target.model_dump(mode="json"), sort_keys=False)
+
+
+async def _profile_one(
+    spec: HostSpec,
+    artifact: Path,
+    target: Target,
+    *,
+    ssh_config: str | Path | None,
+    connect_timeout: float,
+) -> RemoteResult:
+    from edgeprune._optional import require
+
+    asyncssh = require("asyncssh", "ssh", "profiling over SSH")
+    result = RemoteResult(host=spec.label, ok=False)
+    options: dict[str, Any] = {"connect_timeout": connect_timeout}
+    if spec.port:
+        options["port"] = spec.port
+    if spec.user:
+        options["username"] = spec.user
+    if ssh_config is not None:
+        options["config"] = [str(ssh_config)]
+    try:
+        async with asyncssh.connect(spec.host, **options) as conn:
+            await _run_remote(conn, spec, artifact, target, result)
+    except asyncssh.HostKeyNotVerifiable as e:
+        result.error = (
+            f"{spec.label}: host key not verified ({e.reason}); edgeprune checks host keys against "
+            "known_hosts: connect once with `ssh` to check and record the key, or fix a changed one"
+        )
+    except asyncssh.PermissionDenied:
+        result.error = (
+            f"{spec.label}: permission denied (no key accepted; check ssh-agent, IdentityFile, user)"
+        )
+    except (OSError, asyncssh.Error) as e:
+        result.error = f"{spec.label}: {type(e).__name__}: {getattr(e, 'reason', None) or e}"
+    except EdgepruneError as e:
+        result.error = f"{spec.label}: {e}"
+    return result
+
+
+async def _run_remote(
+    conn: Any, spec: HostSpec, artifact: Path, target: Target, result: RemoteResult
+) -> None:
+    async def run(words: list[str] | str, check: bool = True) -> Any:
+        cmd = words if isinstance(words, str) else shlex.join(words)
+        r = await conn.run(cmd, check=False)
+        if check and r.exit_status != 0:
+            tail = (r.stderr or r.stdout or "").strip().splitlines()[-3:]
+            raise EdgepruneError(f"`{cmd}` failed with exit {r.exit_status}: {' | '.join(tail)}")
+        return r
+
+    tmp = (await run(["mktemp", "-d", "-t", "edgeprune.XXXXXXXX"])).stdout.strip()
+    if not tmp.startswith("/"):
+        raise EdgepruneError(f"mktemp returned {tmp!r}")
+    try:
+        remote_target = f"{tmp}/target.yaml"
+        remote_json = f"{tmp}/report.json"
+        async with conn.start_sftp_client() as sftp:
+            remote_artifact = await _upload(sftp, artifact, tmp)
+            async with sftp.open(remote_target, "w") as f:
+                await f.write(target_yaml(target))
+        before = parse_conditions((await run(CONDITIONS_SCRIPT, check=False)).stdout)
+        has_edgeprune = (await run([spec.python, "-c", "import edgeprune"], check=False)).exit_status == 0
+        if has_edgeprune:
+            result.method = "edgeprune"
+            r = await run(
+                [spec.python, "-m", "edgeprune.cli", "profile", remote_artifact, "--target", remote_target,
+                 "--json", remote_json], check=False,
+            )  # fmt: skip
+            if r.exit_status not in (0, 3):  # 3 = over budget: a result, not a failure
+                tail = (r.stderr or r.stdout or "").strip().splitlines()[-3:]
+                raise EdgepruneError(f"the remote profiler failed (exit {r.exit_status}): {' | '.join(tail)}")
+            async with conn.start_sftp_client() as sftp:
+                async with sftp.open(remote_json, "r") as f:
+                    result.report = json.loads(await f.read())
+        elif target.runtime == "tensorrt":
+            result.method = "trtexec"
+            result.report = await _trtexec(run, remote_artifact, tmp, target)
+        else:
+            raise EdgepruneError(
+                f"edgeprune is not installed for {spec.python} on this host (and only TensorRT targets can "
+                "fall back to trtexec): `pip install edgeprune` there, or name its Python in a hosts file"
+            )
+        after = parse_conditions((await run(CONDITIONS_SCRIPT, check=False)).stdout)
+        result.conditions = {"before": before, "after": after}
+        result.warnings = condition_warnings(before, after)
+        result.ok = True
+    finally:
+        await run(["rm", "-rf", "--", tmp], check=False)
+
+
+async def _upload(sftp: Any, artifact: Path, tmp: str) -> str:
+    """Copy the artifact (a file, or an OpenVINO IR folder) into ``tmp``; returns its remote path."""
+    if artifact.is_dir() or artifact.parent.name.endswith("_openvino_model"):
+        folder = artifact if artifact.is_dir() else artifact.parent
+        await sftp.put(str(folder), f"{tmp}/{folder.name}", recurse=True)
+        return f"{tmp}/{folder.name}/{artifact.name}" if artifact.is_file() else f"{tmp}/{folder.name}"
+    await sftp.put(str(artifact), f"{tmp}/{artifact.name}")
+    return f"{tmp}/{artifact.name}"
+
+
+async def _trtexec(run: Any, remote_artifact: str, tmp: str, target: Target) -> dict[str, Any]:
+    from edgeprune.profiling.budget import judge
+    from edgeprune.profiling.trtexec import build_command, parse_report, time_command
+
+    found = await run("command -v trtexec || ls /usr/src/tensorrt/bin/trtexec", check=False)
+    exe = (found.stdout or "").strip().splitlines()[-1:] or [""]
+    if found.exit_status != 0 or not exe[0]:
+        raise EdgepruneError("neither edgeprune nor trtexec found on this host")
+    engine = remote_artifact
+    if remote_artifact.endswith(".onnx"):
+        engine = f"{tmp}/model.engine"
+        cmd = build_command(remote_artifact, engine, target.precision)
+        await run([exe[0], *cmd[1:]])
+    p = target.profiling
+    cmd = time_command(
+        engine, warmup_ms=max(200, p.warmup * 10), iterations=p.iterations, min_time_s=p.min_time_s
+    )
+    parsed = parse_report((await run([exe[0], *cmd[1:]])).stdout)
+    stats = parsed["latency"]
+    verdict = judge(stats, target.budget.latency_ms, target.budget.percentile)
+    return {
+        "result": {
+            "latency_ms": stats.to_dict(),
+            "gpu_compute_ms": parsed["gpu_compute"] and parsed["gpu_compute"].to_dict(),
+        },
+        "passed": verdict.passed,
+        "verdict": verdict.to_dict(),
+        "environment": {"runtime": "tensorrt (trtexec)", "throughput_qps": parsed["throughput_qps"]},
+    }
+
+
+def profile_hosts(
+    hosts: list[HostSpec],
+    artifact: str | Path,
+    target: Target,
+    *,
+    ssh_config: str | Path | None = None,
+    connect_timeout: float = 15.0,
+) -> list[RemoteResult]:
+    """Profile ``artifact`` on every host in parallel; one result per host, in the given order."""
+    artifact = Path(artifact)
+    if not artifact.exists():
+        raise EdgepruneError(f"artifact not found: {artifact}")
+
+    async def all_hosts() -> list[RemoteResult]:
+        return list(
+            await asyncio.gather(
+                *(_profile_one(h, artifact, target, ssh_config=ssh_config, connect_timeout=connect_timeout)
+                  for h in hosts)
+            )
+        )  # fmt: skip
+
+    return asyncio.run(all_hosts())
