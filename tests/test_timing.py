@@ -21,7 +21,7 @@ def test_stats_match_numpy():
 def test_measure_respects_count_and_min_time():
     calls = []
     s = measure(lambda: calls.append(1), warmup=3, iterations=5, min_time_s=0.0)
-    assert s.n == 5 and len(calls) == 8
+    assert s.n == 5 and 3 + 10 + 5 <= len(calls) <= 3 + 50 + 5  # warm-up: 3, then windows of 5 until stable
     t0 = time.perf_counter()
     s = measure(lambda: time.sleep(0.001), warmup=0, iterations=1, min_time_s=0.05)
     assert time.perf_counter() - t0 >= 0.05 and s.n > 1
@@ -46,3 +46,17 @@ def test_verdict():
     assert not bad.passed and bad.margin_ms < 0 and "FAIL" in bad.sentence()
     with pytest.raises(ValueError):
         s.get("p75")
+
+
+def test_warmup_runs_until_stable_and_outliers_are_counted_not_dropped():
+    calls = []
+
+    def slow_then_fast():
+        calls.append(1)
+        time.sleep(0.004 if len(calls) <= 12 else 0.001)  # a cold start longer than the minimum warm-up
+
+    s = measure(slow_then_fast, warmup=2, iterations=10)
+    assert s.max < 3.5  # no cold run was timed: warm-up went on until two windows agreed
+    samples = [1.0] * 50 + [50.0]
+    stats = LatencyStats.from_samples(samples)
+    assert stats.outliers == 1 and stats.n == 51 and stats.max == 50.0 and stats.p50 == 1.0

@@ -1,7 +1,13 @@
-"""Latency statistics: warm-up, then timed runs until both a count and a minimum time are reached.
+"""Latency statistics: warm-up until stable, then timed runs until both a count and a minimum time.
 
-Every timed run is kept; the verdict uses percentiles, which outliers (a context switch, a page
-fault) barely move. The coefficient of variation tells how noisy the run was.
+Warm-up: at least ``warmup`` untimed runs, then more in windows of 5 until the median of a window
+is within 5% of the previous window's (caches, lazy allocation and clock ramp-up have settled),
+at most 10 windows more.
+
+Outliers: every timed run is kept, nothing is trimmed. The verdict uses a percentile, which a few
+outliers (a context switch, a page fault) barely move; ``outliers`` counts the runs above
+``p75 + 3 x IQR`` so that a report shows how many there were, and ``cv`` (std / mean) how noisy
+the run was.
 """
 
 from __future__ import annotations
@@ -29,13 +35,14 @@ class LatencyStats:
     min: float
     max: float
     cv: float  # std / mean
+    outliers: int = 0  # runs above p75 + 3 * (p75 - p25): counted, never dropped
 
     @classmethod
     def from_samples(cls, samples_ms: list[float] | np.ndarray) -> LatencyStats:
         a = np.asarray(samples_ms, dtype=np.float64)
         if a.size == 0:
             raise ValueError("no latency samples")
-        p50, p90, p99 = np.percentile(a, [50, 90, 99])
+        p25, p50, p75, p90, p99 = np.percentile(a, [25, 50, 75, 90, 99])
         mean, std = float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
         return cls(
             n=int(a.size),
@@ -47,6 +54,7 @@ class LatencyStats:
             min=float(a.min()),
             max=float(a.max()),
             cv=std / mean if mean > 0 else 0.0,
+            outliers=int((a > p75 + 3 * (p75 - p25)).sum()),
         )
 
     def get(self, percentile: str) -> float:
@@ -67,13 +75,26 @@ def sample(
     min_time_s: float = 0.0,
     max_time_s: float | None = None,
 ) -> list[float]:
-    """Milliseconds of each timed call of ``fn``, after ``warmup`` untimed calls.
+    """Milliseconds of each timed call of ``fn``, after at least ``warmup`` untimed calls (more
+    until two successive windows of 5 agree within 5%).
 
     Runs at least ``iterations`` times and at least ``min_time_s`` seconds in total; a
     ``max_time_s`` cap stops early (keeping at least 5 samples) so a slow model cannot hang a run.
     """
     for _ in range(warmup):
         fn()
+    if warmup > 0:  # then until two successive windows agree
+        previous = None
+        for _ in range(10):
+            window = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                fn()
+                window.append(time.perf_counter() - t0)
+            median = float(np.median(window))
+            if previous is not None and abs(median - previous) <= 0.05 * previous:
+                break
+            previous = median
     samples: list[float] = []
     start = time.perf_counter()
     while True:
