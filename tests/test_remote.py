@@ -235,3 +235,21 @@ def test_failing_remote_commands_are_reported(sshd, onnx_model, tmp_path):
         "--ssh-config", config,
     )  # fmt: skip
     assert r.returncode == 1 and "the remote profiler failed (exit 1)" in r.stderr
+
+
+def test_budget_search_measures_on_the_host(sshd, onnx_model, tmp_path):
+    local = run_cli(
+        "profile", str(onnx_model), "--target", str(_target(tmp_path)), "--json", str(tmp_path / "l.json")
+    )
+    baseline_ms = json.loads((tmp_path / "l.json").read_text())["result"]["latency_ms"]["p50"]
+    out = tmp_path / "out"
+    r = run_cli(
+        "prune", "yolov8n.yaml", "-t", str(_target(tmp_path)), "--budget-ms", f"{0.7 * baseline_ms:.4f}",
+        "--steps", "1", "--host", "box", "--host-python", sys.executable, "--ssh-config", str(sshd["config"]),
+        "--out", str(out), timeout=900,
+    )  # fmt: skip
+    assert r.returncode in (0, 3), r.stdout[-1500:] + r.stderr[-1500:]
+    report = json.loads((out / "prune.json").read_text())
+    assert report["search"]["probes"] and report["search"]["reference_ms"] > 0
+    assert report["result"]["params"] < report["baseline"]["params"]
+    assert local.returncode == 0

@@ -180,6 +180,9 @@ def prune_to_budget(
     trust_checkpoint: bool = False,
     train_overrides: dict[str, Any] | None = None,
     meter: Any = None,
+    host: str | None = None,
+    host_python: str = "python3",
+    ssh_config: str | Path | None = None,
     say: Any = print,
 ) -> BudgetOutcome:
     """Prune ``model`` until its artifact, measured on the target's runtime and precision, meets
@@ -192,9 +195,10 @@ def prune_to_budget(
     step and probe with predicted and measured latency. ``resume=True`` continues an interrupted
     run from OUT/search/state.json. ``passed`` is False when the budget could not be reached: the
     outcome then holds the smallest model reached, and the message says at what latency and size.
-    ``meter(detector, name) -> ms`` replaces the local ``ArtifactMeter`` (a remote device, say).
+    ``host`` measures every candidate and the final artifact on that SSH host (the device itself,
+    through ``edgeprune profile --host``); ``meter(detector, name) -> ms`` replaces the meter entirely.
     """
-    from edgeprune.exporting import ArtifactMeter
+    from edgeprune.exporting import ArtifactMeter, RemoteMeter
     from edgeprune.pruning.search import SearchConfig, search_budget
 
     t = resolve_target(target, imgsz=imgsz)
@@ -213,6 +217,11 @@ def prune_to_budget(
     (out / "search").mkdir(parents=True, exist_ok=True)
     detector = _load(model, data, trust_checkpoint)
     calib = calib or data
+    if meter is None and host is not None:
+        meter = RemoteMeter(
+            t, out / "search" / "probes", host, percentile=percentile, ssh_config=ssh_config, python=host_python,
+            calib=calib, calib_images=config.calib_images,
+        )  # fmt: skip
     meter = meter or ArtifactMeter(
         t, out / "search" / "probes", percentile=percentile, calib=calib, calib_images=config.calib_images,
         rounds=config.rounds, iterations=config.iterations, warmup=config.warmup,
@@ -234,7 +243,6 @@ def prune_to_budget(
         return det.evaluate(data, imgsz=t.imgsz, batch=batch)
 
     baseline_metrics = evaluate(detector) if data is not None else {}
-    p = t.profiling
     start, run_config, run_out = detector, config, out
     steps_done: list = []
     probes: list = []
@@ -253,14 +261,7 @@ def prune_to_budget(
             out / "pruned.pt", {"budget_ms": budget, "target": t.name, "steps": len(steps_done)}
         )
         final = export_detector(pruned, t, out, "pruned", calib=calib)
-        session = get_runtime(t.runtime).load(final.artifact, threads=t.threads)
-        inputs = session.random_inputs()
-        stats = measure(
-            lambda s=session, x=inputs: s(*x),
-            warmup=p.warmup,
-            iterations=p.iterations,
-            min_time_s=p.min_time_s,
-        )
+        stats = _final_stats(final.artifact, t, meter if host is not None else None)
         verdict = judge(stats, budget, percentile)
         searched_ms = steps_done[-1].measured_ms if steps_done else baseline["measured_ms"]
         correction = stats.get(percentile) / searched_ms
@@ -316,6 +317,25 @@ def prune_to_budget(
     report_path = write_report(report, out / "prune.json")
     return BudgetOutcome(
         pruned, verdict.passed, verdict, checkpoint, final.artifact, report, report_path, message
+    )
+
+
+def _final_stats(artifact: Path, t: Target, remote: Any) -> LatencyStats:
+    """The final artifact profiled on its own like ``edgeprune profile`` does, here or on the host."""
+    if remote is not None:
+        from edgeprune.profiling.remote import profile_hosts
+
+        (r,) = profile_hosts([remote.spec], artifact, t, ssh_config=remote.ssh_config)
+        if not r.ok:
+            raise EdgepruneError(f"profiling the final artifact on {remote.spec.label} failed: {r.error}")
+        got = r.report["result"]["latency_ms"]
+        fields = LatencyStats.__dataclass_fields__
+        return LatencyStats(**{k: got.get(k, float("nan")) for k in fields if k != "outliers"})
+    session = get_runtime(t.runtime).load(artifact, threads=t.threads)
+    inputs = session.random_inputs()
+    p = t.profiling
+    return measure(
+        lambda: session(*inputs), warmup=p.warmup, iterations=p.iterations, min_time_s=p.min_time_s
     )
 
 

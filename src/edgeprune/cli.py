@@ -74,7 +74,8 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
         step_epochs=args.step_epochs, steps=args.steps, importance=args.importance,
         max_layer_ratio=0.6 if args.max_layer_ratio is None else args.max_layer_ratio, distill=args.distill,
         calib=args.calib, imgsz=args.imgsz, batch=args.batch, out=args.out, resume=args.resume,
-        trust_checkpoint=args.trust_checkpoint,
+        trust_checkpoint=args.trust_checkpoint, host=args.host, host_python=args.host_python,
+        ssh_config=args.ssh_config,
     )  # fmt: skip
     r, search = outcome.report, outcome.report["search"]
     rows = [["baseline", r["baseline"]["params"], r["baseline"]["macs"], r["baseline"]["metrics"].get("map50_95"),
@@ -281,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--resume", action="store_true", help="budget search: continue from OUT/search/state.json")
     p.add_argument("--calib", help="INT8 targets: calibration images (folder or data.yaml; default: --data)")
+    p.add_argument(
+        "--host", help="budget search: measure every candidate on this SSH host (the device itself)"
+    )
+    p.add_argument("--host-python", default="python3", help="the Python that has edgeprune on --host")
+    p.add_argument("--ssh-config", help="OpenSSH client config to read (default ~/.ssh/config)")
     p.add_argument(
         "--importance",
         default="l2",

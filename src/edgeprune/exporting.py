@@ -140,3 +140,37 @@ def _remove_artifact(artifact: Path) -> None:
         return
     for path in artifact.parent.glob(f"{artifact.stem}.*"):
         path.unlink(missing_ok=True)
+
+
+class RemoteMeter:
+    """Latency of a detector measured on another machine: export here, profile there over SSH.
+
+    Every candidate goes through the same remote profiler as ``edgeprune profile --host``; a
+    dedicated device needs no interleaving against a reference.
+    """
+
+    def __init__(self, target: Target, work: str | Path, host: str, *, percentile: str,
+                 ssh_config: str | Path | None = None, python: str = "python3",
+                 calib: str | Path | None = None, calib_images: int | None = None):  # fmt: skip
+        from edgeprune.profiling.remote import HostSpec
+
+        self.target, self.work, self.percentile = target, Path(work), percentile
+        self.spec = HostSpec.parse(host, python)
+        self.ssh_config, self.calib, self.calib_images = ssh_config, calib, calib_images
+        self.reference_ms: float | None = None
+        self.measured: dict[str, float] = {}
+
+    def __call__(self, detector: Detector, name: str) -> float:
+        from edgeprune.profiling.remote import profile_hosts
+
+        artifact = export_detector(
+            detector, self.target, self.work, name, calib=self.calib, calib_images=self.calib_images
+        ).artifact
+        (result,) = profile_hosts([self.spec], artifact, self.target, ssh_config=self.ssh_config)
+        _remove_artifact(artifact)
+        if not result.ok:
+            raise EdgepruneError(f"measuring {name} on {self.spec.label} failed: {result.error}")
+        ms = float(result.report["result"]["latency_ms"][self.percentile])
+        self.reference_ms = self.reference_ms or ms
+        self.measured[name] = ms
+        return ms
