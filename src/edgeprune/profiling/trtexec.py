@@ -19,7 +19,11 @@ _NUMBER = r"([0-9.]+(?:[eE][-+]?[0-9]+)?)"
 
 
 def build_command(onnx: str, engine: str, precision: str, workspace_mb: int = 2048) -> list[str]:
-    """Build the engine (no timing): FP16 also for INT8, so layers without Q/DQ run in half."""
+    """The ``trtexec`` line that builds the engine (no timing; ``--skipInference``).
+
+    FP16 is enabled for INT8 too: layers without Q/DQ (the box decode) then run in FP16 rather
+    than FP32. The TensorRT export writes this line next to its ONNX file.
+    """
     cmd = ["trtexec", f"--onnx={onnx}", f"--saveEngine={engine}", f"--memPoolSize=workspace:{workspace_mb}M"]
     if precision in ("fp16", "int8"):
         cmd.append("--fp16")

@@ -146,6 +146,24 @@ class Runtime(ABC):
     @abstractmethod
     def _export(self, req: ExportRequest) -> ExportResult: ...
 
+    def _result(
+        self,
+        req: ExportRequest,
+        artifact: Path,
+        details: dict[str, Any],
+        *,
+        session: Session | None = None,
+        size_mb: float | None = None,
+    ) -> ExportResult:
+        """What an export made: parity against PyTorch through ``session`` (default: ``artifact``
+        loaded with the target's threads), the size on disk and the calibration that was used."""
+        if req.quantization is not None:
+            details.setdefault("calibration", req.quantization.data.describe())
+            details.setdefault("recipe", req.quantization.recipe.name)
+        session = session or self.load(artifact, threads=req.target.threads)
+        size = size_mb if size_mb is not None else artifact.stat().st_size / 2**20
+        return ExportResult(artifact, self.name, req.target.precision, size, req.parity(session), details)
+
     @abstractmethod
     def load(self, artifact: Path, *, threads: int | None = None) -> Session:
         """Load ``artifact`` for inference with ``threads`` intra-op threads (None = runtime default)."""

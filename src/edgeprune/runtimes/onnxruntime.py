@@ -227,18 +227,8 @@ class OnnxRuntime(Runtime):
                 else:
                     assert quantization is not None  # checked by Runtime.export
                     details["quantization"] = quantize_int8(fp32, path, quantization)
-                    details["calibration"] = quantization.data.describe()
-                    details["recipe"] = quantization.recipe.name
         write_metadata(path, {**req.metadata, "precision": target.precision})
-        parity = req.parity(self.load(path, threads=target.threads))
-        return ExportResult(
-            artifact=path,
-            runtime=self.name,
-            precision=target.precision,
-            size_mb=path.stat().st_size / 2**20,
-            parity=parity,
-            details=details,
-        )
+        return self._result(req, path, details)
 
     def load(self, artifact: Path, *, threads: int | None = None) -> Session:
         return OrtSession(Path(artifact), threads)

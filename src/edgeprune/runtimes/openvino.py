@@ -117,21 +117,11 @@ class OpenVinoRuntime(Runtime):
         if target.precision == "int8":
             assert quantization is not None  # checked by Runtime.export
             model, details["quantization"] = quantize_nncf(model, quantization)
-            details["calibration"] = quantization.data.describe()
-            details["recipe"] = quantization.recipe.name
         ov.save_model(model, str(xml), compress_to_fp16=target.precision == "fp16")
         (folder / "metadata.yaml").write_text(
             yaml.safe_dump({**req.metadata, "precision": target.precision}, sort_keys=False)
         )
-        parity = req.parity(self.load(xml, threads=target.threads))
-        return ExportResult(
-            artifact=xml,
-            runtime=self.name,
-            precision=target.precision,
-            size_mb=_dir_size_mb(folder),
-            parity=parity,
-            details=details,
-        )
+        return self._result(req, xml, details, size_mb=_dir_size_mb(folder))
 
     def load(self, artifact: Path, *, threads: int | None = None) -> Session:
         artifact = Path(artifact)

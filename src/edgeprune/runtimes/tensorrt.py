@@ -25,6 +25,7 @@ import numpy as np
 
 from edgeprune._optional import require
 from edgeprune.errors import EdgepruneError
+from edgeprune.profiling.trtexec import build_command
 from edgeprune.runtimes.base import (
     ExportRequest,
     ExportResult,
@@ -39,22 +40,6 @@ if TYPE_CHECKING:
 
 
 WORKSPACE_MB = 2048  # fits the 8 GB Jetsons with room for the application
-
-
-def trtexec_command(
-    onnx: Path, engine: Path, precision: str, *, workspace_mb: int = WORKSPACE_MB
-) -> list[str]:
-    """The ``trtexec`` line that builds the same engine on the device.
-
-    FP16 is enabled for INT8 too: layers without Q/DQ (the box decode) then run in FP16 rather
-    than FP32. ``--skipInference`` only builds; time the engine with ``edgeprune profile``.
-    """
-    cmd = ["trtexec", f"--onnx={onnx}", f"--saveEngine={engine}", f"--memPoolSize=workspace:{workspace_mb}M"]
-    if precision in ("fp16", "int8"):
-        cmd.append("--fp16")
-    if precision == "int8":
-        cmd.append("--int8")
-    return [*cmd, "--skipInference"]
 
 
 def engine_header(data: bytes) -> tuple[int, dict[str, Any]]:
@@ -178,13 +163,11 @@ class TensorRtRuntime(Runtime):
             with tempfile.TemporaryDirectory() as tmp:
                 fp32 = export_onnx(module, example, Path(tmp) / "fp32.onnx")
                 details["quantization"] = quantize_int8(fp32, onnx_path, quantization, for_tensorrt=True)
-            details["calibration"] = quantization.data.describe()
-            details["recipe"] = quantization.recipe.name
         else:
             export_onnx(module, example, onnx_path)
         meta = {**req.metadata, "precision": target.precision}
         write_metadata(onnx_path, meta)
-        command = trtexec_command(Path(onnx_path.name), Path(engine.name), target.precision)
+        command = build_command(onnx_path.name, engine.name, target.precision, WORKSPACE_MB)
         script = req.out_dir / f"{req.stem}.trtexec.sh"
         script.write_text(
             "#!/bin/sh\n# Build the TensorRT engine on the device (JetPack's trtexec is in /usr/src/tensorrt/bin).\n"
@@ -196,23 +179,14 @@ class TensorRtRuntime(Runtime):
         why_not = _tensorrt_here()
         if why_not is None:
             details.update(build_engine(onnx_path, engine, target.precision, meta))
-            parity = req.parity(self.load(engine))
-            artifact = engine
+            session, artifact = self.load(engine), engine
         else:  # the ONNX is the artifact here; the device builds the engine from it
             details["engine"] = (
                 f"not built on this machine ({why_not}); build it on the device with {script.name}"
             )
             details["parity_of"] = "the ONNX under onnxruntime (Q/DQ simulated on the CPU)"
-            parity = req.parity(OrtSession(onnx_path, target.threads))
-            artifact = onnx_path
-        return ExportResult(
-            artifact=artifact,
-            runtime=self.name,
-            precision=target.precision,
-            size_mb=artifact.stat().st_size / 2**20,
-            parity=parity,
-            details=details,
-        )
+            session, artifact = OrtSession(onnx_path, target.threads), onnx_path
+        return self._result(req, artifact, details, session=session)
 
     def load(self, artifact: Path, *, threads: int | None = None) -> Session:
         return TensorRtSession(Path(artifact))

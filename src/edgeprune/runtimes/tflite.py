@@ -167,19 +167,8 @@ class TfliteRuntime(Runtime):
                 path.write_bytes(fp32.read_bytes())
             else:
                 details["quantization"] = quantize(fp32, path, target.precision, quantization)
-                if quantization is not None:
-                    details["calibration"] = quantization.data.describe()
-                    details["recipe"] = quantization.recipe.name
         write_metadata(path, {**req.metadata, "precision": target.precision})
-        parity = req.parity(self.load(path, threads=target.threads))
-        return ExportResult(
-            artifact=path,
-            runtime=self.name,
-            precision=target.precision,
-            size_mb=path.stat().st_size / 2**20,
-            parity=parity,
-            details=details,
-        )
+        return self._result(req, path, details)
 
     def load(self, artifact: Path, *, threads: int | None = None) -> Session:
         return TfliteSession(Path(artifact), threads)
