@@ -40,6 +40,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         out=args.out,
         dry_run=args.dry_run,
         trust_checkpoint=args.trust_checkpoint,
+        train_overrides={"device": args.device} if args.device else None,
     )
     r = outcome.report
     if args.dry_run:
@@ -75,7 +76,7 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
         max_layer_ratio=0.6 if args.max_layer_ratio is None else args.max_layer_ratio, distill=args.distill,
         calib=args.calib, imgsz=args.imgsz, batch=args.batch, out=args.out, resume=args.resume,
         trust_checkpoint=args.trust_checkpoint, host=args.host, host_python=args.host_python,
-        ssh_config=args.ssh_config,
+        ssh_config=args.ssh_config, train_overrides={"device": args.device} if args.device else None,
     )  # fmt: skip
     r, search = outcome.report, outcome.report["search"]
     rows = [["baseline", r["baseline"]["params"], r["baseline"]["macs"], r["baseline"]["metrics"].get("map50_95"),
@@ -281,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--distill", action="store_true", help="fine-tune with distillation from the unpruned model"
     )
     p.add_argument("--resume", action="store_true", help="budget search: continue from OUT/search/state.json")
+    p.add_argument(
+        "--device",
+        help="fine-tuning device as Ultralytics takes it: cpu, 0, or 0,1 for multi-GPU (default: GPU 0 if any)",
+    )
     p.add_argument("--calib", help="INT8 targets: calibration images (folder or data.yaml; default: --data)")
     p.add_argument(
         "--host", help="budget search: measure every candidate on this SSH host (the device itself)"
