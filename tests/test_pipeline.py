@@ -90,3 +90,19 @@ def test_shipped_baseline_matches_demo_data():
     _, blob = load_portable(BASELINE_ASSET)
     assert blob["data"] == _data_key(DemoSettings())
     assert blob["metrics"]["map50_95"] > 0.3
+
+
+def test_run_recipe_int8_calibrates_both_models(tmp_path, tiny_data):
+    (tmp_path / "recipe.yaml").write_text(
+        f"model: yolov8n.yaml\ntarget: cpu-ort-int8\nimgsz: 64\nthreads: 1\ncalib: {tiny_data}\n"
+        "prune: {ratio: 0.5}\nprofile_rounds: 1\nout: out\n"
+    )
+    r = run_cli("run", str(tmp_path / "recipe.yaml"))
+    assert r.returncode in (0, 3), r.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["target"] == "cpu-ort-int8" and report["result"]["artifact"].endswith(".onnx")
+    import onnx
+
+    for name in ("baseline", "pruned"):
+        ops = {n.op_type for n in onnx.load(str(tmp_path / "out" / f"{name}.onnx")).graph.node}
+        assert "QuantizeLinear" in ops  # both sides of the speed-up are the INT8 artifacts the target runs
