@@ -114,6 +114,16 @@ def test_finetune_keeps_pruned_architecture(tiny_data, tmp_path):
     assert set(metrics) == {"map50_95", "map50"} and 0.0 <= metrics["map50_95"] <= 1.0
 
 
+def test_training_loads_data_in_processes_only_for_gpus():
+    """CPU fine-tuning loads data in the training process; GPUs (one or several) get Ultralytics' workers."""
+    import os
+
+    from edgeprune.models.ultralytics import _default_workers
+
+    assert _default_workers("cpu") == 0 and _default_workers("mps") == 0
+    assert _default_workers("0") == _default_workers("0,1") == min(8, os.cpu_count() or 1)
+
+
 def test_nc_mismatch_is_reported(tiny_data):
     from edgeprune.errors import EdgepruneError
 

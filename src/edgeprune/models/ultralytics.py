@@ -7,6 +7,7 @@ switches off Ultralytics' network access (connectivity check, events, auto-insta
 from __future__ import annotations
 
 import copy
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -279,7 +280,6 @@ class UltralyticsDetector(Detector):
             "imgsz": imgsz,
             "batch": batch,
             "device": _default_device(),
-            "workers": 0,
             "amp": False,  # Ultralytics' AMP check downloads a model; the CPU gains nothing from AMP
             "plots": False,
             "project": str(out_dir),
@@ -288,6 +288,7 @@ class UltralyticsDetector(Detector):
             "verbose": False,
             **overrides,
         }
+        args.setdefault("workers", _default_workers(args["device"]))
         trainer = DetectionTrainer(overrides=args)
         if progress is not None:
             trainer.add_callback("on_fit_epoch_end", _epoch_reporter(progress))
@@ -412,6 +413,14 @@ def _is_bn_buffer(key: str) -> bool:
 def _default_device() -> str:
     """The first GPU when there is one, else the CPU (pass ``device=...`` to choose)."""
     return "0" if torch.cuda.is_available() else "cpu"
+
+
+def _default_workers(device: Any) -> int:
+    """Data-loading processes for training: none on the CPU, where the same cores run the model;
+    Ultralytics' own default of 8 (at most one per core) to keep GPUs fed. ``workers=`` overrides."""
+    if str(device).strip().lower() in ("cpu", "mps"):
+        return 0
+    return min(8, os.cpu_count() or 1)
 
 
 def _epoch_reporter(progress: Callable[[str], None]) -> Callable[[Any], None]:
