@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import yaml
@@ -27,9 +27,6 @@ from edgeprune.runtimes.base import (
     TensorSpec,
 )
 from edgeprune.runtimes.onnxruntime import export_onnx
-
-if TYPE_CHECKING:
-    pass
 
 
 def _dir_size_mb(folder: Path) -> float:
