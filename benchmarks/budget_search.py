@@ -149,7 +149,9 @@ def main() -> None:
         )
     print(
         f"(a) predicted {search['predicted_ms']:.3f} ms, measured in the search {search['measured_ms_in_search']:.3f} ms, "
-        f"on its own {search['measured_ms_final']:.3f} ms: prediction error {search['prediction_error']:.1%}"
+        f"on its own {search['measured_ms_final']:.3f} ms; baseline {search['reference_ms']:.3f} ms at the start, "
+        f"{search['reference_ms_final']:.3f} ms at the end: prediction error {search['prediction_error']:.1%} "
+        f"({search['prediction_error_uncorrected']:.1%} without the drift)"
     )
     if args.json:
         out = {

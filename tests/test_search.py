@@ -115,6 +115,12 @@ def test_impossible_budget_exits_3_keeping_the_smallest_model(tmp_path):
     assert report["passed"] is False and report["search"]["steps"]
     assert report["result"]["params"] < report["baseline"]["params"]
     assert report["budget"]["latency_ms"] == 0.0001
+    # the baseline is timed alone again at the end: the machine's drift is told apart from the model's error
+    search = report["search"]
+    assert search["reference_ms_final"] > 0 and search["drift"] == pytest.approx(
+        search["reference_ms_final"] / search["reference_ms"]
+    )
+    assert "the baseline now runs" in r.stdout and "prediction error" in r.stdout
 
 
 def test_ratio_and_budget_exclude_each_other(tmp_path):

@@ -275,8 +275,14 @@ def prune_to_budget(
         run_config = replace(config, budget_ms=budget / correction, steps=1, extra_steps=1)
     counts = pruned.count(t.imgsz)
     predicted = steps_done[-1].predicted_ms if steps_done else baseline["measured_ms"]
-    searched = searched_ms
-    error = abs(predicted - stats.get(percentile)) / stats.get(percentile)
+    final_ms = stats.get(percentile)
+    # Predictions are in the frame of the baseline's timing at the start; a shared machine may run
+    # everything faster or slower by now. Timing the baseline again alone gives that drift, so the
+    # latency model's error is told apart from the machine's (the verdict uses final_ms as measured).
+    reference_now = meter.reference_now() if hasattr(meter, "reference_now") else None
+    reference_ms = getattr(meter, "reference_ms", None)
+    drift = reference_now / reference_ms if reference_now and reference_ms else None
+    error = abs(predicted * (drift or 1.0) - final_ms) / final_ms
     metrics = steps_done[-1].metrics if steps_done and steps_done[-1].metrics else {}
     if data is not None and (not metrics or not steps_done):
         metrics = evaluate(pruned)
@@ -294,10 +300,13 @@ def prune_to_budget(
         "probes": [p_.__dict__ for p_ in probes],
         "latency_points": latency_model.points,
         "predicted_ms": predicted,
-        "measured_ms_in_search": searched,
-        "measured_ms_final": stats.get(percentile),
+        "measured_ms_in_search": searched_ms,
+        "measured_ms_final": final_ms,
+        "reference_ms": reference_ms,
+        "reference_ms_final": reference_now,
+        "drift": drift,
         "prediction_error": error,
-        "reference_ms": getattr(meter, "reference_ms", None),
+        "prediction_error_uncorrected": abs(predicted - final_ms) / final_ms,
     }
     report = build_report(
         target=t.with_overrides(budget={"latency_ms": budget}),

@@ -88,10 +88,15 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
     print(
         format_table(["model", "params", "MACs", "mAP50-95", "measured ms", "predicted ms", "goal ms"], rows)
     )
-    print(
-        f"final artifact {outcome.artifact}: {search['measured_ms_final']:.2f} ms measured on its own, "
-        f"{search['predicted_ms']:.2f} ms predicted (error {search['prediction_error']:.1%})"
-    )
+    line = f"final artifact {outcome.artifact}: {search['measured_ms_final']:.2f} ms measured on its own, "
+    if search.get("drift"):
+        line += (
+            f"{search['predicted_ms'] * search['drift']:.2f} ms predicted (the baseline now runs "
+            f"{search['reference_ms_final']:.2f} ms, {search['drift'] - 1:+.0%} since the search began); "
+        )
+    else:
+        line += f"{search['predicted_ms']:.2f} ms predicted; "
+    print(line + f"prediction error {search['prediction_error']:.1%}")
     print(outcome.message)
     print(f"checkpoint: {outcome.checkpoint}\nreport:     {outcome.report_path}")
     return EXIT_OK if outcome.passed else EXIT_OVER_BUDGET

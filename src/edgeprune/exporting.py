@@ -131,6 +131,18 @@ class ArtifactMeter:
         self.measured[name] = ms
         return ms
 
+    def reference_now(self) -> float | None:
+        """The reference artifact timed alone again with the target's profiling settings, as the
+        final artifact is: next to ``reference_ms`` it measures how much the machine drifted since
+        the search began (None before any measurement)."""
+        from edgeprune.profiling import measure
+
+        if self._reference is None:
+            return None
+        p = self.target.profiling
+        stats = measure(self._reference, warmup=p.warmup, iterations=p.iterations, min_time_s=p.min_time_s)
+        return stats.get(self.percentile)
+
 
 def _remove_artifact(artifact: Path) -> None:
     import shutil
