@@ -114,6 +114,32 @@ def test_finetune_keeps_pruned_architecture(tiny_data, tmp_path):
     assert set(metrics) == {"map50_95", "map50"} and 0.0 <= metrics["map50_95"] <= 1.0
 
 
+def test_batchnorm_recalibration_matches_the_pruned_layers_inputs(tiny_data):
+    """After pruning, BatchNorm statistics are re-estimated from train images: the first BN's
+    running mean becomes the mean of its conv's outputs over those images; weights stay as they were."""
+    import torch
+
+    from edgeprune.calibration.sources import CalibrationData
+
+    det = load_model("yolov8n.yaml", nc=6)
+    prune_detector(det, PruneConfig(ratio=0.5, round_to=8), imgsz=64)
+    det.module.eval()
+    weights = {
+        k: v.clone()
+        for k, v in det.module.state_dict().items()
+        if "running" not in k and "num_batches" not in k
+    }
+    first = det.module.model[0]
+    assert det.recalibrate_batchnorm(tiny_data, imgsz=64, images=8, batch_size=4) == 8
+    assert not det.module.training  # mode restored
+    assert all(torch.equal(v, det.module.state_dict()[k]) for k, v in weights.items())
+    images = torch.from_numpy(next(CalibrationData.from_source(tiny_data, 64, 8, split="train").batches(8)))
+    with torch.no_grad():
+        expected = first.conv(images).mean(dim=(0, 2, 3))
+    assert torch.allclose(first.bn.running_mean, expected, atol=1e-4)
+    assert first.bn.momentum == 0.03  # Ultralytics' momentum is back for fine-tuning
+
+
 def test_training_loads_data_in_processes_only_for_gpus():
     """CPU fine-tuning loads data in the training process; GPUs (one or several) get Ultralytics' workers."""
     import os

@@ -169,7 +169,7 @@ def prune_to_budget(
     epochs: int = 0,
     step_epochs: int = 0,
     steps: int = 3,
-    importance: str = "l2",
+    importance: str | None = None,
     max_layer_ratio: float = 0.6,
     distill: bool = False,
     calib: str | Path | None = None,
@@ -204,6 +204,7 @@ def prune_to_budget(
     t = resolve_target(target, imgsz=imgsz)
     budget = float(budget_ms if budget_ms is not None else t.budget.latency_ms)
     percentile = t.budget.percentile
+    importance = importance or ("taylor" if data is not None else "l2")
     _check_tuning(data, epochs + step_epochs)
     if distill and data is None:
         raise EdgepruneError("distillation fine-tunes: it needs --data and --epochs")

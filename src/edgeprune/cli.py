@@ -30,7 +30,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         args.model,
         args.target,
         ratio=args.ratio,
-        importance=args.importance,
+        importance=args.importance or "l2",
         allocation=args.allocation,
         max_layer_ratio=0.8 if args.max_layer_ratio is None else args.max_layer_ratio,
         data=args.data,
@@ -299,9 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssh-config", help="OpenSSH client config to read (default ~/.ssh/config)")
     p.add_argument(
         "--importance",
-        default="l2",
-        help=f"channel importance criterion: {', '.join(IMPORTANCE.names())} "
-        "(taylor needs --data: its gradients come from a few batches of the train split)",
+        help=f"channel importance criterion: {', '.join(IMPORTANCE.names())}; default l2, or taylor for a "
+        "budget search with --data (taylor's gradients come from a few batches of the train split)",
     )
     p.add_argument(
         "--allocation",

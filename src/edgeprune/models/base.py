@@ -87,6 +87,40 @@ class Detector(ABC):
             f"{self.family} models have no training loss in edgeprune"
         )
 
+    def recalibrate_batchnorm(
+        self, data: str | Path, *, imgsz: int, images: int = 256, batch_size: int = 32
+    ) -> int:
+        """Re-estimate every BatchNorm's running mean and variance on ``images`` train images.
+
+        Removing channels changes what the layers after them receive, so the statistics they
+        learned no longer fit: a pruned detector can score near zero until fine-tuning re-learns
+        them, and gradients taken through it (Taylor importance) are off too. A forward pass in
+        train mode over letterboxed train images (no labels, no gradients, weights untouched)
+        re-estimates them. Returns how many images were used.
+        """
+        from edgeprune.calibration.sources import CalibrationData
+
+        norms = [m for m in self.module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        source = CalibrationData.from_source(data, imgsz, images, split="train")
+        if not norms or not len(source):
+            return 0
+        momenta = [bn.momentum for bn in norms]
+        was_training = self.module.training
+        device = next(self.module.parameters()).device
+        for bn in norms:
+            bn.reset_running_stats()
+            bn.momentum = None  # a plain average over every batch
+        self.module.train()
+        try:
+            with torch.no_grad():
+                for batch in source.batches(batch_size):
+                    self.module(torch.from_numpy(batch).to(device))
+        finally:
+            for bn, momentum in zip(norms, momenta, strict=True):
+                bn.momentum = momentum
+            self.module.train(was_training)
+        return len(source)
+
     # --- persistence and training ----------------------------------------------------------
     @abstractmethod
     def save(self, path: Path, metadata: dict[str, Any] | None = None) -> Path:

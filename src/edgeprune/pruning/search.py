@@ -61,6 +61,8 @@ class SearchConfig:
         calib_images: calibration images of INT8 candidates (latency does not depend on them).
         rounds, iterations, warmup: interleaved timing of each candidate against the baseline.
         extra_steps: steps allowed after the planned ones while the budget is still missed.
+        bn_images: train images that re-estimate BatchNorm statistics after each step (with data;
+            0: never), before that step's fine-tuning, evaluation and the next step's ranking.
     """
 
     budget_ms: float
@@ -79,6 +81,7 @@ class SearchConfig:
     iterations: int = 30
     warmup: int = 5
     extra_steps: int = 3
+    bn_images: int = 256
 
     def check(self) -> None:
         if not self.budget_ms > 0:
@@ -272,6 +275,8 @@ def search_budget(
             break
         cand, ratio, counts, predicted, measured = candidate
         current = cand
+        if data is not None and config.bn_images > 0:
+            current.recalibrate_batchnorm(data, imgsz=imgsz, images=config.bn_images)
         last_step = measured <= goal_final * (1 + config.tolerance) or k >= planned + config.extra_steps
         epochs = config.final_epochs if (last_step or k >= planned) else config.step_epochs
         if finetune is not None and epochs > 0:
