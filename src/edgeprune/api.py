@@ -11,7 +11,7 @@ import yaml
 from edgeprune.errors import EdgepruneError
 from edgeprune.exporting import export_detector
 from edgeprune.models import Detector, load_model
-from edgeprune.profiling import LatencyStats, Verdict, collect_environment, judge, measure
+from edgeprune.profiling import LatencyStats, Verdict, collect_environment, judge, measure_profiled
 from edgeprune.pruning import PruneConfig, PruneReport, prune_detector
 from edgeprune.report import build_report, model_block, write_report
 from edgeprune.runtimes import get_runtime
@@ -343,10 +343,7 @@ def _final_stats(artifact: Path, t: Target, remote: Any) -> LatencyStats:
         return LatencyStats(**{k: got.get(k, float("nan")) for k in fields if k != "outliers"})
     session = get_runtime(t.runtime).load(artifact, threads=t.threads)
     inputs = session.random_inputs()
-    p = t.profiling
-    return measure(
-        lambda: session(*inputs), warmup=p.warmup, iterations=p.iterations, min_time_s=p.min_time_s
-    )
+    return measure_profiled(lambda: session(*inputs), t.profiling)
 
 
 def export(
@@ -423,14 +420,7 @@ def profile(
         )
     session = runtime.load(artifact, threads=t.threads)
     inputs = session.random_inputs()
-    p = t.profiling
-    stats = measure(
-        lambda: session(*inputs),
-        warmup=p.warmup,
-        iterations=p.iterations,
-        min_time_s=p.min_time_s,
-        max_time_s=max_time_s,
-    )
+    stats = measure_profiled(lambda: session(*inputs), t.profiling, max_time_s=max_time_s)
     verdict = judge(stats, t.budget.latency_ms, t.budget.percentile)
     environment = collect_environment(runtime.environment(), t.threads)
     input_shape = list(session.inputs[0].shape)

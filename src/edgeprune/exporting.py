@@ -135,13 +135,11 @@ class ArtifactMeter:
         """The reference artifact timed alone again with the target's profiling settings, as the
         final artifact is: next to ``reference_ms`` it measures how much the machine drifted since
         the search began (None before any measurement)."""
-        from edgeprune.profiling import measure
+        from edgeprune.profiling import measure_profiled
 
         if self._reference is None:
             return None
-        p = self.target.profiling
-        stats = measure(self._reference, warmup=p.warmup, iterations=p.iterations, min_time_s=p.min_time_s)
-        return stats.get(self.percentile)
+        return measure_profiled(self._reference, self.target.profiling).get(self.percentile)
 
 
 def _remove_artifact(artifact: Path) -> None:

@@ -2,7 +2,7 @@
 
 from edgeprune.profiling.budget import Verdict, judge
 from edgeprune.profiling.environment import collect_environment
-from edgeprune.profiling.timing import LatencyStats, measure, measure_interleaved, sample
+from edgeprune.profiling.timing import LatencyStats, measure, measure_interleaved, measure_profiled, sample
 
 __all__ = [
     "LatencyStats",
@@ -11,5 +11,6 @@ __all__ = [
     "judge",
     "measure",
     "measure_interleaved",
+    "measure_profiled",
     "sample",
 ]

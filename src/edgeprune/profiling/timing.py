@@ -114,6 +114,14 @@ def measure(fn: Callable[[], object], **kwargs: Any) -> LatencyStats:
     return LatencyStats.from_samples(sample(fn, **kwargs))
 
 
+def measure_profiled(fn: Callable[[], object], settings: Any, **kwargs: Any) -> LatencyStats:
+    """``measure`` with a target's profiling settings (its ``warmup``, ``iterations`` and
+    ``min_time_s``): how ``edgeprune profile`` times an artifact on its own."""
+    return measure(
+        fn, warmup=settings.warmup, iterations=settings.iterations, min_time_s=settings.min_time_s, **kwargs
+    )
+
+
 def measure_interleaved(
     fns: dict[str, Callable[[], object]], *, rounds: int = 3, **kwargs: Any
 ) -> dict[str, LatencyStats]:
