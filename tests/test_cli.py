@@ -47,7 +47,7 @@ def _target_with_budget(tmp_path, budget_ms):
         f"name: t\ndescription: test\ndevice: {{kind: x86-cpu, name: box}}\nruntime: onnxruntime\n"
         f"precision: fp32\nimgsz: 64\nthreads: 1\nround_to: 8\n"
         f"budget: {{latency_ms: {budget_ms}, percentile: p50}}\n"
-        f"profiling: {{warmup: 2, iterations: 10, min_time_s: 0}}\n"
+        f"profiling: {{warmup: 2, warmup_s: 0, iterations: 10, min_time_s: 0}}\n"
     )
     return path
 

@@ -63,7 +63,7 @@ def test_pipeline_offline(tmp_path, tiny_data):
     target.write_text(
         "name: t\ndescription: offline test\ndevice: {kind: x86-cpu, name: box}\nruntime: onnxruntime\n"
         "precision: fp32\nimgsz: 64\nthreads: 1\nround_to: 8\nbudget: {latency_ms: 10000, percentile: p50}\n"
-        "profiling: {warmup: 1, iterations: 5, min_time_s: 0}\n"
+        "profiling: {warmup: 1, warmup_s: 0, iterations: 5, min_time_s: 0}\n"
     )
     steps = [
         [

@@ -148,7 +148,7 @@ def _target(tmp_path) -> Path:
     t.write_text(
         "name: t\ndescription: ssh test\ndevice: {kind: x86-cpu, name: box}\nruntime: onnxruntime\n"
         "precision: fp32\nimgsz: 64\nthreads: 1\nround_to: 8\nbudget: {latency_ms: 1000, percentile: p50}\n"
-        "profiling: {warmup: 5, iterations: 60, min_time_s: 0.5}\n"
+        "profiling: {warmup: 5, warmup_s: 0, iterations: 60, min_time_s: 0.5}\n"
     )
     return t
 

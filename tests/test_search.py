@@ -104,7 +104,7 @@ def test_impossible_budget_exits_3_keeping_the_smallest_model(tmp_path):
     target.write_text(
         "name: t\ndescription: test\ndevice: {kind: x86-cpu, name: box}\nruntime: onnxruntime\n"
         "precision: fp32\nimgsz: 64\nthreads: 1\nround_to: 8\nbudget: {latency_ms: 0.0001, percentile: p50}\n"
-        "profiling: {warmup: 1, iterations: 5, min_time_s: 0}\n"
+        "profiling: {warmup: 1, warmup_s: 0, iterations: 5, min_time_s: 0}\n"
     )
     out = tmp_path / "out"
     r = run_cli("prune", "yolov8n.yaml", "-t", str(target), "--steps", "1", "--out", str(out), timeout=600)
@@ -134,7 +134,7 @@ def test_budget_search_fine_tunes_with_distillation_between_steps(tmp_path, tiny
     det = load_model("yolov8n.yaml", nc=6)
     base = 10.0 + det.count(64)["macs"] / 1e6
     t = resolve_target("cpu-ort-fp32", imgsz=64).with_overrides(
-        threads=1, profiling={"warmup": 1, "iterations": 5, "min_time_s": 0}
+        threads=1, profiling={"warmup": 1, "warmup_s": 0, "iterations": 5, "min_time_s": 0}
     )
     lines = []
     outcome = prune_to_budget(
@@ -153,3 +153,37 @@ def test_budget_search_fine_tunes_with_distillation_between_steps(tmp_path, tiny
         outcome.report["baseline"]["metrics"] and outcome.checkpoint.is_file() and outcome.artifact.is_file()
     )
     assert outcome.report["result"]["params"] < outcome.report["baseline"]["params"]
+
+
+def test_artifact_meter_ratio_is_robust_to_a_burst_on_one_side(tmp_path, monkeypatch):
+    """Candidates are timed in rounds against the baseline; the median of per-round ratios ignores a
+    round that a burst of load hit on one side only, and the baseline's latency is the median of all
+    its timings, so one slow start does not scale every later result."""
+    import edgeprune.profiling as profiling
+    from edgeprune.api import resolve_target
+    from edgeprune.exporting import ArtifactMeter
+
+    t = resolve_target("cpu-ort-fp32", imgsz=64).with_overrides(
+        threads=1, profiling={"warmup": 1, "warmup_s": 0, "iterations": 5, "min_time_s": 0}
+    )
+    meter = ArtifactMeter(t, tmp_path, percentile="p50", rounds=6)
+    det = load_model("yolov8n.yaml", nc=6)
+    base_ms = meter(det, "baseline")
+    assert base_ms > 0 and meter.reference_timings == [base_ms]
+
+    ref = [[10.0] * 5, [10.0] * 5, [30.0] * 5, [10.0] * 5, [10.0] * 5, [10.0] * 5]  # a burst in round 3...
+    cand = [[5.0] * 5, [5.0] * 5, [5.0] * 5, [5.0] * 5, [5.0] * 5, [20.0] * 5]  # ...and another in round 6
+    seen = {}
+
+    def fake_rounds(fns, *, rounds, **kw):
+        seen.update(kw, rounds=rounds, names=list(fns))
+        return {"reference": ref, "candidate": cand}
+
+    monkeypatch.setattr(profiling, "sample_interleaved", fake_rounds)
+    ms = meter(det.clone(), "candidate")
+    assert seen["rounds"] == 6 and seen["names"] == ["reference", "candidate"]
+    assert seen["warmup_s"] == 0 and seen["min_time_s"] == 0  # the target's warm-up; a quarter of its min time
+    assert meter.ratios["candidate"] == pytest.approx(0.5)
+    assert meter.reference_ms == pytest.approx(10.0)  # median of [baseline alone, 10, 10, 30, 10, 10, 10]
+    assert ms == pytest.approx(5.0)
+    assert not list(tmp_path.glob("candidate.*"))  # candidate artifacts are deleted once timed

@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from edgeprune.profiling import LatencyStats, judge, measure, measure_interleaved
+from edgeprune.profiling import LatencyStats, judge, measure, measure_interleaved, sample_interleaved
 
 
 def test_stats_match_numpy():
@@ -36,6 +36,30 @@ def test_max_time_caps_a_slow_model():
 def test_interleaved_pools_rounds():
     stats = measure_interleaved({"a": lambda: None, "b": lambda: None}, rounds=3, warmup=0, iterations=4)
     assert stats["a"].n == 12 and stats["b"].n == 12
+
+
+def test_interleaved_rounds_alternate_their_order():
+    order = []
+    rounds = sample_interleaved(
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")}, rounds=4, warmup=0, iterations=2
+    )
+    assert [len(r) for r in rounds["a"]] == [2, 2, 2, 2] and len(rounds["b"]) == 4
+    # rounds run a b, b a, a b, b a: each model twice in a row at every switch of round
+    assert "".join(order) == "aabbbbaaaabbbbaa"
+
+
+def test_warmup_lasts_at_least_warmup_s():
+    calls = []
+
+    def fn():
+        calls.append(time.perf_counter())
+        time.sleep(0.001)
+
+    t0 = time.perf_counter()
+    samples = measure(fn, warmup=1, iterations=3, warmup_s=0.1)
+    first_timed = calls[-samples.n]
+    assert first_timed - t0 >= 0.1  # nothing was timed during the first 0.1 s
+    assert samples.n == 3
 
 
 def test_verdict():

@@ -262,7 +262,7 @@ def prune_to_budget(
             out / "pruned.pt", {"budget_ms": budget, "target": t.name, "steps": len(steps_done)}
         )
         final = export_detector(pruned, t, out, "pruned", calib=calib)
-        stats = _final_stats(final.artifact, t, meter if host is not None else None)
+        stats, reference_now = _final_stats(final.artifact, t, meter, remote=host is not None)
         verdict = judge(stats, budget, percentile)
         searched_ms = steps_done[-1].measured_ms if steps_done else baseline["measured_ms"]
         correction = stats.get(percentile) / searched_ms
@@ -277,10 +277,10 @@ def prune_to_budget(
     counts = pruned.count(t.imgsz)
     predicted = steps_done[-1].predicted_ms if steps_done else baseline["measured_ms"]
     final_ms = stats.get(percentile)
-    # Predictions are in the frame of the baseline's timing at the start; a shared machine may run
-    # everything faster or slower by now. Timing the baseline again alone gives that drift, so the
-    # latency model's error is told apart from the machine's (the verdict uses final_ms as measured).
-    reference_now = meter.reference_now() if hasattr(meter, "reference_now") else None
+    # Predictions are in the frame of the baseline's timing during the search; a shared machine may
+    # run everything faster or slower by now. The baseline timed again next to the final artifact
+    # gives that drift, so the latency model's error is told apart from the machine's (the verdict
+    # uses final_ms as measured).
     reference_ms = getattr(meter, "reference_ms", None)
     drift = reference_now / reference_ms if reference_now and reference_ms else None
     error = abs(predicted * (drift or 1.0) - final_ms) / final_ms
@@ -330,20 +330,27 @@ def prune_to_budget(
     )
 
 
-def _final_stats(artifact: Path, t: Target, remote: Any) -> LatencyStats:
-    """The final artifact profiled on its own like ``edgeprune profile`` does, here or on the host."""
-    if remote is not None:
+def _final_stats(artifact: Path, t: Target, meter: Any, *, remote: bool) -> tuple[LatencyStats, float | None]:
+    """The final artifact profiled on its own like ``edgeprune profile`` does, here or on the host,
+    and the baseline's latency now when the meter can time it again (else None).
+
+    Here, an ``ArtifactMeter`` profiles it three times, alternating with the baseline."""
+    from edgeprune.exporting import ArtifactMeter
+
+    if remote:
         from edgeprune.profiling.remote import profile_hosts
 
-        (r,) = profile_hosts([remote.spec], artifact, t, ssh_config=remote.ssh_config)
+        (r,) = profile_hosts([meter.spec], artifact, t, ssh_config=meter.ssh_config)
         if not r.ok:
-            raise EdgepruneError(f"profiling the final artifact on {remote.spec.label} failed: {r.error}")
+            raise EdgepruneError(f"profiling the final artifact on {meter.spec.label} failed: {r.error}")
         got = r.report["result"]["latency_ms"]
         fields = LatencyStats.__dataclass_fields__
-        return LatencyStats(**{k: got.get(k, float("nan")) for k in fields if k != "outliers"})
+        return LatencyStats(**{k: got.get(k, float("nan")) for k in fields if k != "outliers"}), None
+    if isinstance(meter, ArtifactMeter):
+        return meter.check(artifact)
     session = get_runtime(t.runtime).load(artifact, threads=t.threads)
     inputs = session.random_inputs()
-    return measure_profiled(lambda: session(*inputs), t.profiling)
+    return measure_profiled(lambda: session(*inputs), t.profiling), None
 
 
 def export(

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from edgeprune.errors import EdgepruneError
 from edgeprune.models import Detector
 from edgeprune.runtimes import get_runtime
 from edgeprune.runtimes.base import ExportResult, Quantization, Runtime
 from edgeprune.targets import Target
+
+if TYPE_CHECKING:
+    from edgeprune.profiling import LatencyStats
 
 
 def quantization_for(
@@ -78,10 +84,18 @@ class ArtifactMeter:
     """Latency of a detector as the target runs it: export, load, time.
 
     The first detector measured is the reference (the unpruned baseline): its artifact stays
-    loaded and is timed alone at length. Every later detector is timed in interleaved rounds
-    against it, and reported as ``reference latency x (candidate / reference)`` from that one run,
-    so drift in the machine's load between candidates cancels out. Candidate artifacts are
-    deleted once timed.
+    loaded and is timed alone, as ``edgeprune profile`` times. Every later detector is timed in
+    ``rounds`` alternating rounds against it (each round, per model: the target's warm-up, then at
+    least ``iterations`` runs and ``round_s`` seconds) and reported as ``reference latency x the
+    median over rounds of candidate / reference``. A round's two timings are neighbours in time,
+    so drift in load cancels out, and the median ignores a round that a burst of load hit on one
+    side only. The reference latency is the median of every timing of the reference so far (alone
+    at the start, then once per round), so one burst at the start does not scale every later
+    result. Candidate artifacts are deleted once timed.
+
+    Every round warms each model up for the target's ``warmup_s``: measured on this project's x86
+    VM, a small model timed right after a large one without it ran about 5% slower for its first
+    second, which made interleaved ratios 5% higher than the same models timed on their own.
     """
 
     def __init__(
@@ -92,54 +106,78 @@ class ArtifactMeter:
         percentile: str,
         calib: str | Path | None = None,
         calib_images: int | None = None,
-        rounds: int = 3,
-        iterations: int = 30,
+        rounds: int = 6,
+        iterations: int = 10,
         warmup: int = 5,
+        round_s: float | None = None,
     ):
         self.target, self.work = target, Path(work)
         self.percentile, self.calib, self.calib_images = percentile, calib, calib_images
         self.rounds, self.iterations, self.warmup = rounds, iterations, warmup
+        self.round_s = target.profiling.min_time_s / 4 if round_s is None else round_s
         self.runtime = get_runtime(target.runtime)
         self.reference_ms: float | None = None
+        self.reference_timings: list[float] = []
         self._reference: Callable[[], object] | None = None
         self.measured: dict[str, float] = {}
+        self.ratios: dict[str, float] = {}
 
-    def _load(self, detector: Detector, name: str) -> tuple[Callable[[], object], Path]:
-        result = export_detector(
-            detector, self.target, self.work, name, calib=self.calib, calib_images=self.calib_images
-        )
-        session = self.runtime.load(result.artifact, threads=self.target.threads)
+    def _load(self, artifact: Path) -> Callable[[], object]:
+        session = self.runtime.load(artifact, threads=self.target.threads)
         inputs = session.random_inputs()
-        return (lambda: session(*inputs)), result.artifact
+        return lambda: session(*inputs)
 
     def __call__(self, detector: Detector, name: str) -> float:
-        from edgeprune.profiling import measure, measure_interleaved
+        from edgeprune.profiling import LatencyStats, measure_profiled, sample_interleaved
 
-        call, artifact = self._load(detector, name)
+        artifact = export_detector(
+            detector, self.target, self.work, name, calib=self.calib, calib_images=self.calib_images
+        ).artifact
+        call = self._load(artifact)
         if self._reference is None:
-            stats = measure(call, warmup=self.warmup * 2, iterations=self.iterations * self.rounds * 2)
-            self._reference, self.reference_ms = call, stats.get(self.percentile)
-            ms = self.reference_ms
+            self._reference = call
+            self.reference_timings.append(measure_profiled(call, self.target.profiling).get(self.percentile))
+            ratio = 1.0
         else:
-            both = measure_interleaved(
-                {"reference": self._reference, "candidate": call},
-                rounds=self.rounds, warmup=self.warmup, iterations=self.iterations,
+            rounds = sample_interleaved(
+                {"reference": self._reference, "candidate": call}, rounds=self.rounds, warmup=self.warmup,
+                warmup_s=self.target.profiling.warmup_s, iterations=self.iterations, min_time_s=self.round_s,
             )  # fmt: skip
-            ratio = both["candidate"].get(self.percentile) / both["reference"].get(self.percentile)
-            ms = float(self.reference_ms * ratio)
+            ref = [LatencyStats.from_samples(r).get(self.percentile) for r in rounds["reference"]]
+            cand = [LatencyStats.from_samples(r).get(self.percentile) for r in rounds["candidate"]]
+            ratio = float(np.median([c / r for c, r in zip(cand, ref, strict=True)]))
+            self.reference_timings += ref
             _remove_artifact(artifact)
-        self.measured[name] = ms
+        self.reference_ms = float(np.median(self.reference_timings))
+        ms = self.reference_ms * ratio
+        self.measured[name], self.ratios[name] = ms, ratio
         return ms
 
-    def reference_now(self) -> float | None:
-        """The reference artifact timed alone again with the target's profiling settings, as the
-        final artifact is: next to ``reference_ms`` it measures how much the machine drifted since
-        the search began (None before any measurement)."""
-        from edgeprune.profiling import measure_profiled
+    def check(self, artifact: Path, rounds: int = 3) -> tuple[LatencyStats, float | None]:
+        """The final artifact timed ``rounds`` times as ``edgeprune profile`` times it, alternating
+        with the reference timed the same way.
 
-        if self._reference is None:
-            return None
-        return measure_profiled(self._reference, self.target.profiling).get(self.percentile)
+        Returns the final artifact's statistics (all its timed runs pooled) and the reference's
+        median latency now: next to ``reference_ms`` it says how much the machine drifted since
+        the search began (None when nothing was measured before).
+        """
+        from edgeprune.profiling import LatencyStats, sample_interleaved
+
+        p = self.target.profiling
+        calls = {"final": self._load(Path(artifact))}
+        if self._reference is not None:
+            calls["reference"] = self._reference
+        timed = sample_interleaved(
+            calls, rounds=rounds, warmup=p.warmup, warmup_s=p.warmup_s, iterations=p.iterations,
+            min_time_s=p.min_time_s,
+        )  # fmt: skip
+        stats = LatencyStats.from_samples([x for r in timed["final"] for x in r])
+        if "reference" not in timed:
+            return stats, None
+        now = float(
+            np.median([LatencyStats.from_samples(r).get(self.percentile) for r in timed["reference"]])
+        )
+        return stats, now
 
 
 def _remove_artifact(artifact: Path) -> None:

@@ -109,11 +109,14 @@ class Budget(BaseModel):
 class Profiling(BaseModel):
     """How latency is measured on the device.
 
-    A measurement first runs ``warmup`` untimed inferences, then keeps timing until it has
-    done at least ``iterations`` runs *and* spent at least ``min_time_s`` seconds.
+    A measurement first runs at least ``warmup`` untimed inferences for at least ``warmup_s``
+    seconds, then keeps timing until it has done at least ``iterations`` runs *and* spent at
+    least ``min_time_s`` seconds.
 
     Attributes:
         warmup: Untimed runs before measuring (engine autotuning, caches, clocks).
+        warmup_s: Minimum duration of the warm-up, in seconds (clocks and caches settle over
+            time, not only over runs; TensorRT's ``trtexec --warmUp`` is this, in ms).
         iterations: Minimum number of timed runs.
         min_time_s: Minimum total time of the timed runs, in seconds.
     """
@@ -121,6 +124,9 @@ class Profiling(BaseModel):
     model_config = STRICT_CONFIG
 
     warmup: int = Field(default=10, ge=0, description="untimed warm-up runs")
+    warmup_s: float = Field(
+        default=0.5, ge=0, allow_inf_nan=False, description="minimum warm-up duration in seconds"
+    )
     iterations: int = Field(default=100, ge=1, description="minimum number of timed runs")
     min_time_s: float = Field(
         default=2.0, ge=0, allow_inf_nan=False, description="minimum timed duration in seconds"
@@ -165,7 +171,9 @@ class Target(BaseModel):
     calibration: str | None = Field(
         default=None, validate_default=True, description="calibration recipe name (required for int8)"
     )
-    profiling: Profiling = Field(default_factory=Profiling, description="warmup, iterations, min_time_s")
+    profiling: Profiling = Field(
+        default_factory=Profiling, description="warmup, warmup_s, iterations, min_time_s"
+    )
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -268,7 +276,8 @@ class Target(BaseModel):
             ("calibration", calibration),
             (
                 "profiling",
-                f"{prof.warmup} warm-up runs, then at least {prof.iterations} timed runs "
+                f"{prof.warmup} warm-up runs over at least {prof.warmup_s:g} s, then at least "
+                f"{prof.iterations} timed runs "
                 f"and at least {prof.min_time_s:g} s",
             ),
         ]

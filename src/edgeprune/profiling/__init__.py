@@ -2,7 +2,14 @@
 
 from edgeprune.profiling.budget import Verdict, judge
 from edgeprune.profiling.environment import collect_environment
-from edgeprune.profiling.timing import LatencyStats, measure, measure_interleaved, measure_profiled, sample
+from edgeprune.profiling.timing import (
+    LatencyStats,
+    measure,
+    measure_interleaved,
+    measure_profiled,
+    sample,
+    sample_interleaved,
+)
 
 __all__ = [
     "LatencyStats",
@@ -13,4 +20,5 @@ __all__ = [
     "measure_interleaved",
     "measure_profiled",
     "sample",
+    "sample_interleaved",
 ]

@@ -308,7 +308,7 @@ async def _trtexec(run: Any, remote_artifact: str, tmp: str, target: Target) -> 
         await run([exe[0], *cmd[1:]])
     p = target.profiling
     cmd = time_command(
-        engine, warmup_ms=max(200, p.warmup * 10), iterations=p.iterations, min_time_s=p.min_time_s
+        engine, warmup_ms=max(200, round(p.warmup_s * 1000)), iterations=p.iterations, min_time_s=p.min_time_s
     )
     parsed = parse_report((await run([exe[0], *cmd[1:]])).stdout)
     stats = parsed["latency"]

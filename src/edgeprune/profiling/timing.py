@@ -1,8 +1,10 @@
 """Latency statistics: warm-up until stable, then timed runs until both a count and a minimum time.
 
-Warm-up: at least ``warmup`` untimed runs, then more in windows of 5 until the median of a window
-is within 5% of the previous window's (caches, lazy allocation and clock ramp-up have settled),
-at most 10 windows more.
+Warm-up: at least ``warmup`` untimed runs and at least ``warmup_s`` seconds of them, then more in
+windows of 5 until the median of a window is within 5% of the previous window's (caches, lazy
+allocation and clock ramp-up have settled), at most 10 windows more. The time floor matters: on
+the x86 VM this was built on, a small model started right after a large one ran about 5% slower
+for its first second although successive windows of 5 already agreed.
 
 Outliers: every timed run is kept, nothing is trimmed. The verdict uses a percentile, which a few
 outliers (a context switch, a page fault) barely move; ``outliers`` counts the runs above
@@ -74,16 +76,20 @@ def sample(
     iterations: int = 100,
     min_time_s: float = 0.0,
     max_time_s: float | None = None,
+    warmup_s: float = 0.0,
 ) -> list[float]:
-    """Milliseconds of each timed call of ``fn``, after at least ``warmup`` untimed calls (more
-    until two successive windows of 5 agree within 5%).
+    """Milliseconds of each timed call of ``fn``, after at least ``warmup`` untimed calls and
+    ``warmup_s`` seconds of them (more until two successive windows of 5 agree within 5%).
 
     Runs at least ``iterations`` times and at least ``min_time_s`` seconds in total; a
     ``max_time_s`` cap stops early (keeping at least 5 samples) so a slow model cannot hang a run.
     """
+    start = time.perf_counter()
     for _ in range(warmup):
         fn()
-    if warmup > 0:  # then until two successive windows agree
+    while time.perf_counter() - start < warmup_s:
+        fn()
+    if warmup > 0 or warmup_s > 0:  # then until two successive windows agree
         previous = None
         for _ in range(10):
             window = []
@@ -116,10 +122,28 @@ def measure(fn: Callable[[], object], **kwargs: Any) -> LatencyStats:
 
 def measure_profiled(fn: Callable[[], object], settings: Any, **kwargs: Any) -> LatencyStats:
     """``measure`` with a target's profiling settings (its ``warmup``, ``iterations`` and
-    ``min_time_s``): how ``edgeprune profile`` times an artifact on its own."""
+    ``min_time_s``, ``warmup_s``): how ``edgeprune profile`` times an artifact on its own."""
     return measure(
-        fn, warmup=settings.warmup, iterations=settings.iterations, min_time_s=settings.min_time_s, **kwargs
-    )
+        fn, warmup=settings.warmup, iterations=settings.iterations, min_time_s=settings.min_time_s,
+        warmup_s=settings.warmup_s, **kwargs,
+    )  # fmt: skip
+
+
+def sample_interleaved(
+    fns: dict[str, Callable[[], object]], *, rounds: int = 3, **kwargs: Any
+) -> dict[str, list[list[float]]]:
+    """Samples of several models timed in alternating rounds, round by round.
+
+    Each round runs ``sample(fn, **kwargs)`` for every function in turn, in reverse order every
+    other round (A B, B A, ...), so that a model does not always run right after the same one and
+    a steady drift in load hits both alike. Returns ``{name: [samples of round 1, round 2, ...]}``.
+    """
+    per_round: dict[str, list[list[float]]] = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            per_round[name].append(sample(fns[name], **kwargs))
+    return per_round
 
 
 def measure_interleaved(
@@ -127,11 +151,8 @@ def measure_interleaved(
 ) -> dict[str, LatencyStats]:
     """Time several models in alternating rounds so that drift in machine load hits all of them alike.
 
-    Each round runs ``sample`` for every function in turn; a model's statistics pool its rounds.
-    This is how two models are compared on a noisy machine: as a ratio measured in one run.
+    The rounds of ``sample_interleaved``; a model's statistics pool its rounds. This is how two
+    models are compared on a noisy machine: as a ratio measured in one run.
     """
-    pooled: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            pooled[name].extend(sample(fn, **kwargs))
-    return {name: LatencyStats.from_samples(s) for name, s in pooled.items()}
+    per_round = sample_interleaved(fns, rounds=rounds, **kwargs)
+    return {name: LatencyStats.from_samples([x for r in rs for x in r]) for name, rs in per_round.items()}

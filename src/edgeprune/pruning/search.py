@@ -16,9 +16,10 @@ The search removes channels in a few steps, each followed by optional fine-tunin
 Steps walk the latency down in equal parts from the baseline to the budget (minus a small
 ``margin``). Timing on a shared machine drifts, so every candidate is timed in interleaved
 rounds against the baseline artifact and reported as ``ratio x the baseline's reference
-latency``: a ratio measured under one load. The final artifact is measured again on its own,
-through the same profiling layer as ``edgeprune profile``, and judged against the budget;
-predicted and measured latency are both reported.
+latency``: a ratio measured under one load (see ``ArtifactMeter``). The final artifact is
+measured again on its own, through the same profiling layer as ``edgeprune profile`` and
+alternating with the baseline, and judged against the budget; predicted and measured latency
+are both reported, with the baseline's drift over the run.
 
 State is written after every step (``OUT/search/state.json`` and the step's checkpoint), so an
 interrupted run continues from its last completed step with ``resume=True``.
@@ -59,7 +60,9 @@ class SearchConfig:
         final_epochs: fine-tuning epochs after the last step (needs data).
         distill: fine-tune with knowledge distillation from the unpruned model.
         calib_images: calibration images of INT8 candidates (latency does not depend on them).
-        rounds, iterations, warmup: interleaved timing of each candidate against the baseline.
+        rounds, iterations, warmup: interleaved timing of each candidate against the baseline
+            (``ArtifactMeter``: per model and round, the target's warm-up, then ``iterations``
+            runs and a quarter of the target's ``min_time_s``).
         extra_steps: steps allowed after the planned ones while the budget is still missed.
         bn_images: train images that re-estimate BatchNorm statistics after each step (with data;
             0: never), before that step's fine-tuning, evaluation and the next step's ranking.
@@ -77,8 +80,8 @@ class SearchConfig:
     final_epochs: int = 0
     distill: bool = False
     calib_images: int = 16
-    rounds: int = 3
-    iterations: int = 30
+    rounds: int = 6
+    iterations: int = 10
     warmup: int = 5
     extra_steps: int = 3
     bn_images: int = 256
