@@ -31,6 +31,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 
@@ -55,7 +56,7 @@ def main() -> None:
     from edgeprune.demo import FINETUNE_TRAINING, DemoSettings, train_baseline_from_scratch
     from edgeprune.exporting import ArtifactMeter, export_detector
     from edgeprune.models import load_model
-    from edgeprune.profiling import collect_environment, measure_interleaved
+    from edgeprune.profiling import collect_environment, sample_interleaved
     from edgeprune.pruning import PruneConfig, prune_detector
     from edgeprune.runtimes import get_runtime
 
@@ -154,18 +155,16 @@ def main() -> None:
         rows.append({"arm": name, "params": counts["params"], "macs": counts["macs"],
                      "map50_95": det.evaluate(data, imgsz=s.imgsz, batch=s.batch)["map50_95"]})  # fmt: skip
     p = target.profiling  # each arm timed as `edgeprune profile` times it, in alternating rounds
-    stats = measure_interleaved(
-        calls,
-        rounds=3,
-        warmup=p.warmup,
-        warmup_s=p.warmup_s,
-        iterations=p.iterations,
-        min_time_s=p.min_time_s,
-    )
-    base_now = stats["baseline YOLOv8s"].p50
+    per_round = sample_interleaved(
+        calls, rounds=5, warmup=p.warmup, warmup_s=p.warmup_s, iterations=p.iterations, min_time_s=p.min_time_s
+    )  # fmt: skip
+    base_rounds = [float(np.median(r)) for r in per_round["baseline YOLOv8s"]]
     for row in rows:
-        row["p50_ms"] = stats[row["arm"]].p50
-        row["vs_baseline"] = row["p50_ms"] / base_now  # one interleaved run: free of the machine's drift
+        rounds = [float(np.median(r)) for r in per_round[row["arm"]]]
+        row["p50_ms"] = float(np.median([x for r in per_round[row["arm"]] for x in r]))
+        row["p50_ms_rounds"] = rounds
+        # median over rounds of arm / baseline: each round's timings are neighbours in time
+        row["vs_baseline"] = float(np.median([a / b for a, b in zip(rounds, base_rounds, strict=True)]))
         row["meets_budget"] = row["p50_ms"] <= budget
     search = outcome.report["search"]
     print(f"\nbudget {budget:.3f} ms p50 ({rule}), cpu-ort-fp32, 160 px, 1 thread")

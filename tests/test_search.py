@@ -182,8 +182,52 @@ def test_artifact_meter_ratio_is_robust_to_a_burst_on_one_side(tmp_path, monkeyp
     monkeypatch.setattr(profiling, "sample_interleaved", fake_rounds)
     ms = meter(det.clone(), "candidate")
     assert seen["rounds"] == 6 and seen["names"] == ["reference", "candidate"]
-    assert seen["warmup_s"] == 0 and seen["min_time_s"] == 0  # the target's warm-up; a quarter of its min time
+    assert (
+        seen["warmup_s"] == 0 and seen["min_time_s"] == 0
+    )  # the target's warm-up; a quarter of its min time
     assert meter.ratios["candidate"] == pytest.approx(0.5)
     assert meter.reference_ms == pytest.approx(10.0)  # median of [baseline alone, 10, 10, 30, 10, 10, 10]
     assert ms == pytest.approx(5.0)
     assert not list(tmp_path.glob("candidate.*"))  # candidate artifacts are deleted once timed
+
+
+def test_final_check_disagreeing_with_the_search_is_not_called_the_smallest_model(tmp_path):
+    """When the search timed the model within the budget but the final check on its own does not, the
+    message says the two timings disagree (a noisy machine), not that pruning reached its limit."""
+    from edgeprune.api import prune_to_budget, resolve_target
+
+    t = resolve_target("cpu-ort-fp32", imgsz=64).with_overrides(
+        threads=1, profiling={"warmup": 1, "warmup_s": 0, "iterations": 5, "min_time_s": 0}
+    )
+    outcome = prune_to_budget(
+        "yolov8n.yaml", t, budget_ms=1e-4, out=tmp_path, meter=lambda det, name: 1e-5, say=lambda _: None
+    )
+    assert not outcome.passed
+    assert "budget not met on the final check" in outcome.message and "smallest model" not in outcome.message
+    assert outcome.report["search"]["measured_ms_in_search"] == pytest.approx(1e-5)
+
+
+def test_a_last_step_slower_on_its_own_gets_one_more_step_before_the_only_final_fine_tuning(tmp_path):
+    """The model that would be the last is timed on its own before it is fine-tuned; when that runs
+    slower than the interleaved timing and misses the goal, the goal drops by that factor and one more
+    step follows, and the final fine-tuning is spent once, on the model that is kept."""
+    det = load_model("yolov8n.yaml", nc=6)
+    base = 10.0 + det.count(64)["macs"] / 1e6
+    config = SearchConfig(budget_ms=base * 0.6, steps=1, final_epochs=3, step_epochs=1)
+    checks, tuned, lines = [], [], []
+
+    def check(d, name):
+        checks.append(name)
+        return (10.0 + d.count(64)["macs"] / 1e6) * (1.3 if len(checks) == 1 else 1.0)  # slow once
+
+    pruned, steps, probes, model, baseline = search_budget(
+        det, config, meter=fake_meter([]), round_to=8, imgsz=64, out=tmp_path, check=check,
+        finetune=lambda d, n, name: tuned.append((name, n)), say=lines.append,
+    )  # fmt: skip
+    assert checks == ["step1-check", "step2-check"]
+    assert any("on its own it runs" in line and "one more step" in line for line in lines)
+    assert tuned == [("step1", 1), ("step2", 3)]  # the corrected step got step epochs, the kept one the final
+    assert steps[0].checked_ms > config.budget_ms and steps[1].checked_ms <= config.budget_ms
+    assert steps[1].measured_ms < steps[0].measured_ms / 1.2  # aimed ~1.3x lower
+    state = json.loads((tmp_path / "search" / "state.json").read_text())
+    assert state["goal_ms"] < config.budget_ms * (1 - config.margin) / 1.2

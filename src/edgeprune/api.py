@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -244,36 +244,21 @@ def prune_to_budget(
         return det.evaluate(data, imgsz=t.imgsz, batch=batch)
 
     baseline_metrics = evaluate(detector) if data is not None else {}
-    start, run_config, run_out = detector, config, out
-    steps_done: list = []
-    probes: list = []
-    baseline: dict[str, Any] = {}
-    for attempt in range(3):
-        pruned, new_steps, new_probes, latency_model, base_rec = search_budget(
-            start, run_config, meter=meter, round_to=t.round_to, imgsz=t.imgsz, out=run_out, data=data,
-            finetune=finetune if data is not None else None, evaluate=evaluate if data is not None else None,
-            resume=resume and attempt == 0, say=say,
-        )  # fmt: skip
-        baseline = baseline or base_rec
-        steps_done, probes = steps_done + new_steps, probes + new_probes
-        if attempt == 0 and not steps_done and epochs > 0:
-            finetune(pruned, epochs, "final")
-        checkpoint = pruned.save(
-            out / "pruned.pt", {"budget_ms": budget, "target": t.name, "steps": len(steps_done)}
-        )
-        final = export_detector(pruned, t, out, "pruned", calib=calib)
-        stats, reference_now = _final_stats(final.artifact, t, meter, remote=host is not None)
-        verdict = judge(stats, budget, percentile)
-        searched_ms = steps_done[-1].measured_ms if steps_done else baseline["measured_ms"]
-        correction = stats.get(percentile) / searched_ms
-        if verdict.passed or not new_steps or correction <= 1.0 or attempt == 2:
-            break  # met, or the search itself could go no further: the verdict stands
-        say(
-            f"the final artifact ran {stats.get(percentile):.2f} ms on its own, {correction - 1:.0%} above the "
-            f"search's interleaved timing: one more step toward {budget / correction:.2f} ms"
-        )
-        start, run_out = pruned, out / f"search-check{attempt + 1}"
-        run_config = replace(config, budget_ms=budget / correction, steps=1, extra_steps=1)
+    pruned, steps_done, probes, latency_model, baseline = search_budget(
+        detector, config, meter=meter, round_to=t.round_to, imgsz=t.imgsz, out=out, data=data,
+        finetune=finetune if data is not None else None, evaluate=evaluate if data is not None else None,
+        check=meter.alone if isinstance(meter, ArtifactMeter) else None, resume=resume, say=say,
+    )  # fmt: skip
+    if not steps_done and epochs > 0:
+        finetune(pruned, epochs, "final")
+    checkpoint = pruned.save(
+        out / "pruned.pt", {"budget_ms": budget, "target": t.name, "steps": len(steps_done)}
+    )
+    final = export_detector(pruned, t, out, "pruned", calib=calib)
+    stats, reference_now = _final_stats(final.artifact, t, meter, remote=host is not None)
+    verdict = judge(stats, budget, percentile)
+    # the search's last timing of this very model (against the baseline, in interleaved rounds)
+    searched_ms = steps_done[-1].measured_ms if steps_done else baseline["measured_ms"]
     counts = pruned.count(t.imgsz)
     predicted = steps_done[-1].predicted_ms if steps_done else baseline["measured_ms"]
     final_ms = stats.get(percentile)
@@ -289,6 +274,13 @@ def prune_to_budget(
         metrics = evaluate(pruned)
     if verdict.passed:
         message = verdict.sentence()
+    elif searched_ms <= budget:  # not a limit of pruning: two timings of one model disagree
+        message = (
+            f"budget not met on the final check: {final_ms:.2f} ms {percentile} on its own (budget "
+            f"{budget:.2f} ms), while the search timed this model at {searched_ms:.2f} ms against the baseline; "
+            f"the machine's timing varies (cv {stats.cv:.0%} in the final check), so re-measure it with "
+            f"`edgeprune profile` or on a dedicated device; kept: {checkpoint}, {final.artifact}"
+        )
     else:
         message = (
             f"budget not met: the smallest model reached runs in {stats.get(percentile):.2f} ms {percentile} "
@@ -302,6 +294,7 @@ def prune_to_budget(
         "latency_points": latency_model.points,
         "predicted_ms": predicted,
         "measured_ms_in_search": searched_ms,
+        "measured_ms_checked": steps_done[-1].checked_ms if steps_done else None,
         "measured_ms_final": final_ms,
         "reference_ms": reference_ms,
         "reference_ms_final": reference_now,

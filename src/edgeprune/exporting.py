@@ -153,6 +153,16 @@ class ArtifactMeter:
         self.measured[name], self.ratios[name] = ms, ratio
         return ms
 
+    def alone(self, detector: Detector, name: str) -> float:
+        """``detector`` exported and timed as the final verdict times it (``check``), at the
+        budget's percentile; the artifact is deleted afterwards."""
+        artifact = export_detector(
+            detector, self.target, self.work, name, calib=self.calib, calib_images=self.calib_images
+        ).artifact
+        stats, _ = self.check(artifact)
+        _remove_artifact(artifact)
+        return stats.get(self.percentile)
+
     def check(self, artifact: Path, rounds: int = 3) -> tuple[LatencyStats, float | None]:
         """The final artifact timed ``rounds`` times as ``edgeprune profile`` times it, alternating
         with the reference timed the same way.
