@@ -190,6 +190,14 @@ def test_artifact_meter_ratio_is_robust_to_a_burst_on_one_side(tmp_path, monkeyp
     assert ms == pytest.approx(5.0)
     assert not list(tmp_path.glob("candidate.*"))  # candidate artifacts are deleted once timed
 
+    # the check on its own, before the last fine-tuning, is read in the search's frame: the baseline
+    # timed in the same check ran 2x slower than the search's reference, so the machine is, not the model
+    monkeypatch.setattr(
+        meter, "check", lambda artifact: (profiling.LatencyStats.from_samples([12.0] * 5), 20.0)
+    )
+    assert meter.alone(det.clone(), "last") == pytest.approx(6.0)
+    assert not list(tmp_path.glob("last.*"))
+
 
 def test_final_check_disagreeing_with_the_search_is_not_called_the_smallest_model(tmp_path):
     """When the search timed the model within the budget but the final check on its own does not, the

@@ -154,14 +154,21 @@ class ArtifactMeter:
         return ms
 
     def alone(self, detector: Detector, name: str) -> float:
-        """``detector`` exported and timed as the final verdict times it (``check``), at the
-        budget's percentile; the artifact is deleted afterwards."""
+        """``detector`` exported and timed as the final verdict times it (``check``: on its own,
+        alternating with the baseline timed the same way), at the budget's percentile, in the
+        search's frame: ``reference_ms x its latency / the baseline's in the same check``, so that
+        the machine running slower or faster by now is not taken for a property of the model. The
+        artifact is deleted afterwards."""
         artifact = export_detector(
             detector, self.target, self.work, name, calib=self.calib, calib_images=self.calib_images
         ).artifact
-        stats, _ = self.check(artifact)
+        stats, reference_now = self.check(artifact)
         _remove_artifact(artifact)
-        return stats.get(self.percentile)
+        ms = stats.get(self.percentile)
+        if reference_now and self.reference_ms:
+            ms *= self.reference_ms / reference_now
+        self.measured[name] = ms
+        return ms
 
     def check(self, artifact: Path, rounds: int = 3) -> tuple[LatencyStats, float | None]:
         """The final artifact timed ``rounds`` times as ``edgeprune profile`` times it, alternating

@@ -224,10 +224,10 @@ def search_budget(
     Returns the pruned detector, the steps, every probe, the fitted latency model and the
     baseline's record. ``finetune(detector, epochs, name)`` and ``evaluate(detector)`` are called
     between steps when given. ``check(detector, name) -> ms``, when given, times the model that
-    would be the last one as the final verdict will (on its own), *before* its fine-tuning, since
-    latency does not depend on the weights: if it runs slower than the meter said and misses the
-    goal, the goal is lowered by that factor and one more step follows, so the final fine-tuning
-    is spent once, on the model that is kept. Raises nothing when the budget cannot be reached:
+    would be the last one as the final verdict will (on its own; ``ArtifactMeter.alone``) *before*
+    its fine-tuning, since latency does not depend on the weights: if it runs slower than the meter
+    said and misses the goal, the goal is lowered by that factor and one more step follows, so the
+    final fine-tuning is spent once, on the model that is kept. Raises nothing when the budget cannot be reached:
     the caller compares the last measured latency with the budget.
     """
     config.check()
