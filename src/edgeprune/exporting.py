@@ -93,9 +93,11 @@ class ArtifactMeter:
     at the start, then once per round), so one burst at the start does not scale every later
     result. Candidate artifacts are deleted once timed.
 
-    Every round warms each model up for the target's ``warmup_s``: measured on this project's x86
-    VM, a small model timed right after a large one without it ran about 5% slower for its first
-    second, which made interleaved ratios 5% higher than the same models timed on their own.
+    Every round warms each model up for the target's ``warmup_s``: on this project's x86 VM a
+    small model timed right after a large one ran 2-9% slower for its first calls, and short
+    rounds without a warm-up gave ratios 1-7% above the same models timed on their own
+    (``benchmarks/interleaving.py``). Over repeats, the median of per-round ratios varied least of
+    the protocols measured there (cv 0.8-2.1%, against 1.5-7.8% for 3 pooled rounds).
     """
 
     def __init__(

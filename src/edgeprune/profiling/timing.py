@@ -2,9 +2,11 @@
 
 Warm-up: at least ``warmup`` untimed runs and at least ``warmup_s`` seconds of them, then more in
 windows of 5 until the median of a window is within 5% of the previous window's (caches, lazy
-allocation and clock ramp-up have settled), at most 10 windows more. The time floor matters: on
-the x86 VM this was built on, a small model started right after a large one ran about 5% slower
-for its first second although successive windows of 5 already agreed.
+allocation and clock ramp-up have settled), at most 10 windows more. The time floor is cheap
+insurance (``trtexec --warmUp`` is the same idea): on the x86 VM this was built on, a small model
+run right after a large one took 2-3% longer for its first 20 calls, and in one measurement 5-9%
+longer for a whole second, although successive windows of 5 already agreed
+(``benchmarks/interleaving.py``).
 
 Outliers: every timed run is kept, nothing is trimmed. The verdict uses a percentile, which a few
 outliers (a context switch, a page fault) barely move; ``outliers`` counts the runs above
