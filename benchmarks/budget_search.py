@@ -56,7 +56,7 @@ def main() -> None:
     from edgeprune.demo import FINETUNE_TRAINING, DemoSettings, train_baseline_from_scratch
     from edgeprune.exporting import ArtifactMeter, export_detector
     from edgeprune.models import load_model
-    from edgeprune.profiling import collect_environment, sample_interleaved
+    from edgeprune.profiling import collect_environment, profiled, sample_interleaved
     from edgeprune.pruning import PruneConfig, prune_detector
     from edgeprune.runtimes import get_runtime
 
@@ -154,10 +154,8 @@ def main() -> None:
         counts = det.count(s.imgsz)
         rows.append({"arm": name, "params": counts["params"], "macs": counts["macs"],
                      "map50_95": det.evaluate(data, imgsz=s.imgsz, batch=s.batch)["map50_95"]})  # fmt: skip
-    p = target.profiling  # each arm timed as `edgeprune profile` times it, in alternating rounds
-    per_round = sample_interleaved(
-        calls, rounds=5, warmup=p.warmup, warmup_s=p.warmup_s, iterations=p.iterations, min_time_s=p.min_time_s
-    )  # fmt: skip
+    # each arm timed as `edgeprune profile` times it, in alternating rounds
+    per_round = sample_interleaved(calls, rounds=5, **profiled(target.profiling))
     base_rounds = [float(np.median(r)) for r in per_round["baseline YOLOv8s"]]
     for row in rows:
         rounds = [float(np.median(r)) for r in per_round[row["arm"]]]

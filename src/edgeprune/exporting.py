@@ -124,6 +124,11 @@ class ArtifactMeter:
         self.measured: dict[str, float] = {}
         self.ratios: dict[str, float] = {}
 
+    def _export(self, detector: Detector, name: str) -> Path:
+        return export_detector(
+            detector, self.target, self.work, name, calib=self.calib, calib_images=self.calib_images
+        ).artifact
+
     def _load(self, artifact: Path) -> Callable[[], object]:
         session = self.runtime.load(artifact, threads=self.target.threads)
         inputs = session.random_inputs()
@@ -132,9 +137,7 @@ class ArtifactMeter:
     def __call__(self, detector: Detector, name: str) -> float:
         from edgeprune.profiling import LatencyStats, measure_profiled, sample_interleaved
 
-        artifact = export_detector(
-            detector, self.target, self.work, name, calib=self.calib, calib_images=self.calib_images
-        ).artifact
+        artifact = self._export(detector, name)
         call = self._load(artifact)
         if self._reference is None:
             self._reference = call
@@ -161,9 +164,7 @@ class ArtifactMeter:
         search's frame: ``reference_ms x its latency / the baseline's in the same check``, so that
         the machine running slower or faster by now is not taken for a property of the model. The
         artifact is deleted afterwards."""
-        artifact = export_detector(
-            detector, self.target, self.work, name, calib=self.calib, calib_images=self.calib_images
-        ).artifact
+        artifact = self._export(detector, name)
         stats, reference_now = self.check(artifact)
         _remove_artifact(artifact)
         ms = stats.get(self.percentile)
@@ -180,16 +181,12 @@ class ArtifactMeter:
         median latency now: next to ``reference_ms`` it says how much the machine drifted since
         the search began (None when nothing was measured before).
         """
-        from edgeprune.profiling import LatencyStats, sample_interleaved
+        from edgeprune.profiling import LatencyStats, profiled, sample_interleaved
 
-        p = self.target.profiling
         calls = {"final": self._load(Path(artifact))}
         if self._reference is not None:
             calls["reference"] = self._reference
-        timed = sample_interleaved(
-            calls, rounds=rounds, warmup=p.warmup, warmup_s=p.warmup_s, iterations=p.iterations,
-            min_time_s=p.min_time_s,
-        )  # fmt: skip
+        timed = sample_interleaved(calls, rounds=rounds, **profiled(self.target.profiling))
         stats = LatencyStats.from_samples([x for r in timed["final"] for x in r])
         if "reference" not in timed:
             return stats, None

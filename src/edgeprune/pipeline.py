@@ -152,6 +152,7 @@ def run_pipeline(
         calls,
         rounds=rounds,
         warmup=p.warmup,
+        warmup_s=p.warmup_s,
         iterations=max(1, p.iterations // rounds),
         min_time_s=p.min_time_s / rounds,
     )

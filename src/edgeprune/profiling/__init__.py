@@ -7,6 +7,7 @@ from edgeprune.profiling.timing import (
     measure,
     measure_interleaved,
     measure_profiled,
+    profiled,
     sample,
     sample_interleaved,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "measure",
     "measure_interleaved",
     "measure_profiled",
+    "profiled",
     "sample",
     "sample_interleaved",
 ]

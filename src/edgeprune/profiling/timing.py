@@ -122,13 +122,19 @@ def measure(fn: Callable[[], object], **kwargs: Any) -> LatencyStats:
     return LatencyStats.from_samples(sample(fn, **kwargs))
 
 
+def profiled(settings: Any) -> dict[str, Any]:
+    """A target's profiling settings (``warmup``, ``warmup_s``, ``iterations``, ``min_time_s``) as
+    keyword arguments of ``sample``, ``measure`` and ``sample_interleaved``."""
+    return {
+        "warmup": settings.warmup, "warmup_s": settings.warmup_s, "iterations": settings.iterations,
+        "min_time_s": settings.min_time_s,
+    }  # fmt: skip
+
+
 def measure_profiled(fn: Callable[[], object], settings: Any, **kwargs: Any) -> LatencyStats:
-    """``measure`` with a target's profiling settings (its ``warmup``, ``iterations`` and
-    ``min_time_s``, ``warmup_s``): how ``edgeprune profile`` times an artifact on its own."""
-    return measure(
-        fn, warmup=settings.warmup, iterations=settings.iterations, min_time_s=settings.min_time_s,
-        warmup_s=settings.warmup_s, **kwargs,
-    )  # fmt: skip
+    """``measure`` with a target's profiling settings: how ``edgeprune profile`` times an artifact
+    on its own."""
+    return measure(fn, **profiled(settings), **kwargs)
 
 
 def sample_interleaved(
