@@ -227,8 +227,8 @@ def search_budget(
     would be the last one as the final verdict will (on its own; ``ArtifactMeter.alone``) *before*
     its fine-tuning, since latency does not depend on the weights: if it runs slower than the meter
     said and misses the goal, the goal is lowered by that factor and one more step follows, so the
-    final fine-tuning is spent once, on the model that is kept. Raises nothing when the budget cannot be reached:
-    the caller compares the last measured latency with the budget.
+    final fine-tuning is spent once, on the model that is kept. Raises nothing when the budget
+    cannot be reached: the caller compares the last measured latency with the budget.
     """
     config.check()
     out = Path(out)
@@ -288,15 +288,14 @@ def search_budget(
         if data is not None and config.bn_images > 0:
             current.recalibrate_batchnorm(data, imgsz=imgsz, images=config.bn_images)
         last_step = measured <= goal_final * (1 + config.tolerance) or k >= planned + config.extra_steps
-        corrected = check_ran = False
-        alone = float("nan")
+        corrected, checked = False, None
         if last_step and check is not None and k < planned + config.extra_steps:
-            alone, check_ran = check(current, f"step{k}-check"), True
-            if alone > goal_final * (1 + config.tolerance) and alone > measured:
-                goal_final *= measured / alone
+            checked = check(current, f"step{k}-check")
+            if checked > goal_final * (1 + config.tolerance) and checked > measured:
+                goal_final *= measured / checked
                 corrected, last_step = True, False
                 say(
-                    f"step {k}: on its own it runs {alone:.2f} ms, {alone / measured - 1:.0%} above the "
+                    f"step {k}: on its own it runs {checked:.2f} ms, {checked / measured - 1:.0%} above the "
                     f"interleaved timing; one more step, aiming at {goal_final:.2f} ms"
                 )
         epochs = (
@@ -308,7 +307,7 @@ def search_budget(
         ckpt = current.save(out / "search" / f"step{k}.pt", {"search_step": k, "ratio": ratio})
         record = StepRecord(
             k, goal, ratio, counts["params"], counts["macs"], predicted, measured, str(ckpt), metrics,
-            round(time.perf_counter() - t_step, 1), alone if check_ran else None,
+            round(time.perf_counter() - t_step, 1), checked,
         )  # fmt: skip
         steps.append(record)
         _write_state(state_path, config, baseline, steps, probes, model, goal_final)
