@@ -43,6 +43,19 @@ def test_latency_model_does_not_extrapolate_timing_noise():
     assert m.predict(20.0) == pytest.approx(6.2 - 29.75 * 3.8 / 50.25, rel=0.01)
 
 
+def test_latency_model_does_not_extend_a_flat_noisy_segment():
+    # the points run 6 of benchmarks/budget_search.py had measured (GMACs, ms) before its blunder
+    m = LatencyModel()
+    for gmacs, ms in [(0.892, 18.05), (0.715, 12.64), (0.777, 13.71), (0.8, 14.17), (0.662, 11.81),
+                      (0.621, 11.77), (0.535, 9.56), (0.458, 9.27)]:  # fmt: skip
+        m.add(gmacs * 1e9, ms)
+    # the last two points lie on a nearly flat segment (0.29 ms for 0.08 GMACs); extended, it put
+    # 0.109 GMACs at 7.96 ms and 0.362 at 8.91, where the search then measured 2.94 and 7.09 ms
+    assert m.predict(0.362e9) == pytest.approx(7.09, rel=0.10)
+    assert m.predict(0.109e9) == pytest.approx(2.94, rel=0.25)
+    assert m.predict(0.109e9) >= 9.27 * 0.109 / 0.458  # never below proportional to the nearest point
+
+
 def test_search_reaches_the_budget_by_measurement(tmp_path):
     det = load_model("yolov8n.yaml", nc=6)
     calls = []

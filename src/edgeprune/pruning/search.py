@@ -8,10 +8,10 @@ The search removes channels in a few steps, each followed by optional fine-tunin
   alignment);
 * **how many** go is decided by latency *measured* on exported artifacts (the target's runtime
   and precision: ONNX Runtime INT8, OpenVINO, TFLite, ...), never by a FLOPs proxy. A latency
-  model (least squares of measured latency on MACs over every artifact measured so far, the
-  baseline included) proposes the ratio that should land on the step's goal; the candidate is
-  exported and measured; the model is refitted with that point and the ratio corrected, up to
-  ``probes_per_step`` times.
+  model (``LatencyModel``: latency against MACs, piecewise linear through every artifact
+  measured so far, the baseline included) proposes the ratio that should land on the step's
+  goal; the candidate is exported and measured; the model takes that point and the ratio is
+  corrected, up to ``probes_per_step`` times.
 
 Steps walk the latency down in equal parts from the baseline to the budget (minus a small
 ``margin``). Timing on a shared machine drifts, so every candidate is timed in interleaved
@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgeprune.errors import EdgepruneError
 from edgeprune.models.base import Detector
@@ -162,7 +164,11 @@ class LatencyModel:
 
         Points closer than ``MERGE`` (relative MACs) are averaged first: two probes of nearly the
         same size differ mostly by timing noise, and a line through them would extrapolate that
-        noise. Outside the measured range the nearest segment at least ``SPAN`` wide is extended.
+        noise. Outside the measured range the nearest segment at least ``SPAN`` wide is extended,
+        its slope kept between ``FLAT`` x the least-squares slope of all points (a flatter segment
+        is noise: extended, it sent a probe of run 6 of ``benchmarks/budget_search.py`` to 0.11
+        GMACs for a 7.6 ms goal, measured 2.9 ms) and the nearest point's latency per MAC (a
+        steeper one would mean a negative fixed cost).
         """
         if not self.points:
             raise ValueError("no measured point yet")
@@ -181,6 +187,11 @@ class LatencyModel:
                 return float(near[1] * macs / max(near[0], 1.0))
             other = min(wide, key=lambda p: abs(p[0] - near[0]))
             (x0, y0), (x1, y1) = sorted([near, other])
+            slope = (y1 - y0) / (x1 - x0)
+            if len(pts) >= 3 and slope > 0:
+                fit = float(np.polyfit([p[0] for p in pts], [p[1] for p in pts], 1)[0])
+                slope = min(max(slope, self.FLAT * fit), near[1] / max(near[0], 1.0))
+                return float(near[1] + slope * (macs - near[0]))
         slope = (y1 - y0) / (x1 - x0)
         if slope <= 0:  # noise made a larger model faster: proportional to the nearest point
             xn, yn = min(pts, key=lambda p: abs(p[0] - macs))
@@ -189,6 +200,7 @@ class LatencyModel:
 
     MERGE = 0.05
     SPAN = 0.15
+    FLAT = 0.85
 
     def _merged(self) -> list[tuple[float, float]]:
         clusters: list[list[tuple[float, float]]] = []
