@@ -1,7 +1,7 @@
 """Budget search against the two obvious alternatives, at the same latency budget and fine-tuning.
 
     .venv/bin/python benchmarks/budget_search.py [--base-epochs 120] [--epochs 40] [--work bench-budget]
-        [--json benchmarks/results/budget_search.json]
+        [--margin auto] [--match-small] [--json benchmarks/results/budget_search.json]
 
 On the synthetic set (the demo's: 400 train / 100 val images at 160 px, 6 classes):
 
@@ -9,14 +9,19 @@ On the synthetic set (the demo's: 400 train / 100 val images at 160 px, 6 classe
    reused by later runs, as are (b) at the same budget and (c));
 1. the budget: 50% of the baseline's p50 measured on ``cpu-ort-fp32`` at 160 px, 1 thread (the
    demo's setting: single-threaded timing is the stable one on this 2-vCPU VM);
-2. (a) ``prune_to_budget``: 3 measured steps, then ``--epochs`` fine-tuning epochs;
+2. (a) ``prune_to_budget``: 3 measured steps aiming ``--margin`` under the budget (default
+       ``auto``: as far under as the baseline ran slow during the search), then ``--epochs``
+       fine-tuning epochs;
    (b) uniform L2 pruning at the ratio whose *measured* latency meets the same budget (bisection
        on the ratio, each candidate exported and timed against the baseline), then ``--epochs``;
    (c) YOLOv8n, the next smaller official size, trained from scratch for ``--base-epochs +
        --epochs`` epochs (the same total as the pruned models saw);
+   (a@c), with ``--match-small``: the same search with (c)'s measured latency for budget and the
+       default 3% margin: the pruned YOLOv8s against YOLOv8n at YOLOv8n's own speed;
 3. every final artifact timed in one interleaved run (so the latencies compare under one load),
    mAP50-95 from Ultralytics' validator, and (a)'s predicted vs measured latency;
-4. (a)'s artifact re-measured three times by ``edgeprune profile`` in separate processes.
+4. (a)'s artifact re-measured five times by ``edgeprune profile`` in separate processes, each
+   followed by the baseline's artifact profiled the same way (how fast the machine ran then).
 
 Not run by CI: about 1.5 hours on this machine.
 """
@@ -47,9 +52,14 @@ def main() -> None:
     parser.add_argument(
         "--budget-ms", type=float, help="fix the budget (e.g. to an earlier run's) instead of deriving it"
     )
+    parser.add_argument("--margin", default="auto", help="(a)'s margin: a fraction or 'auto' (default)")
+    parser.add_argument(
+        "--match-small", action="store_true", help="also run the search at (c)'s latency: arm (a@c)"
+    )
     parser.add_argument("--work", type=Path, default=Path("bench-budget"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    margin = args.margin if args.margin == "auto" else float(args.margin)
 
     from edgeprune.api import prune_to_budget, resolve_target
     from edgeprune.data import make_synthetic_dataset
@@ -98,7 +108,7 @@ def main() -> None:
         "a-search",
         lambda: prune_to_budget(
             base_ckpt, target, budget_ms=budget, data=data, epochs=args.epochs, steps=3, out=work / "a",
-            train_overrides=FINETUNE_TRAINING, say=lambda line: print(line, flush=True),
+            margin=margin, train_overrides=FINETUNE_TRAINING, say=lambda line: print(line, flush=True),
         ),
     )  # fmt: skip
 
@@ -140,10 +150,22 @@ def main() -> None:
 
     arms = {
         "baseline YOLOv8s": base_ckpt,
-        "(a) edgeprune budget search": outcome.checkpoint,
+        f"(a) edgeprune budget search, margin {args.margin}": outcome.checkpoint,
         f"(b) uniform L2 at ratio {ratio_b:.3f}": uniform_ckpt,
         f"(c) YOLOv8n, {args.base_epochs + args.epochs} epochs": small_ckpt,
     }
+    matched = None
+    if args.match_small:  # (a@c): the search with (c)'s latency, timed against the baseline now, for budget
+        budget_c = round(meter(load_model(small_ckpt), "yolov8n"), 3)
+        print(f"(a@c): budget {budget_c:.3f} ms, YOLOv8n's latency measured against the baseline", flush=True)
+        matched = timed(
+            "a-at-c-search",
+            lambda: prune_to_budget(
+                base_ckpt, target, budget_ms=budget_c, data=data, epochs=args.epochs, steps=3,
+                out=work / "a-at-c", train_overrides=FINETUNE_TRAINING, say=lambda line: print(line, flush=True),
+            ),
+        )  # fmt: skip
+        arms["(a@c) budget search at (c)'s latency"] = matched.checkpoint
     rows, calls = [], {}
     for i, (name, ckpt) in enumerate(arms.items()):
         det = load_model(ckpt)
@@ -165,6 +187,7 @@ def main() -> None:
         row["vs_baseline"] = float(np.median([a / b for a, b in zip(rounds, base_rounds, strict=True)]))
         row["meets_budget"] = row["p50_ms"] <= budget
     search = outcome.report["search"]
+    probe_errors = [abs(p["predicted_ms"] - p["measured_ms"]) / p["measured_ms"] for p in search["probes"]]
     print(f"\nbudget {budget:.3f} ms p50 ({rule}), cpu-ort-fp32, 160 px, 1 thread")
     print(f"{'arm':<40} {'params M':>8} {'GMACs':>6} {'mAP50-95':>8} {'p50 ms':>7} {'x base':>6}  budget")
     for row in rows:
@@ -176,29 +199,42 @@ def main() -> None:
         f"(a) predicted {search['predicted_ms']:.3f} ms, measured in the search {search['measured_ms_in_search']:.3f} ms, "
         f"on its own {search['measured_ms_final']:.3f} ms; baseline {search['reference_ms']:.3f} ms at the start, "
         f"{search['reference_ms_final']:.3f} ms at the end: prediction error {search['prediction_error']:.1%} "
-        f"({search['prediction_error_uncorrected']:.1%} without the drift)"
+        f"({search['prediction_error_uncorrected']:.1%} without the drift); latency model's error over "
+        f"{len(probe_errors)} probes: median {np.median(probe_errors):.1%}, max {max(probe_errors):.1%}"
     )
+    print(f"(a) margin: {json.dumps(search['margin'])}")
     # the acceptance check: the final artifact re-measured by `edgeprune profile` in separate processes
     target_file = work / "target.yaml"
     budgeted = target.with_overrides(name="cpu-ort-fp32-bench", budget={"latency_ms": budget})
     target_file.write_text(yaml.safe_dump(budgeted.model_dump(mode="json"), sort_keys=False))
-    separate = []
-    for i in range(3):
-        report = work / f"profile{i}.json"
+
+    def profile(artifact: Path, report: Path) -> dict:
         subprocess.run(
-            [str(Path(sys.executable).parent / "edgeprune"), "profile", str(outcome.artifact), "--target",
+            [str(Path(sys.executable).parent / "edgeprune"), "profile", str(artifact), "--target",
              str(target_file), "--json", str(report)], check=False, capture_output=True,
         )  # fmt: skip
-        got = json.loads(report.read_text())
-        separate.append({"p50_ms": got["result"]["latency_ms"]["p50"], "passed": got["verdict"]["passed"]})
-    print(
-        "(a) re-measured by `edgeprune profile` in separate processes: "
-        + ", ".join(f"{r['p50_ms']:.3f} ms {'PASS' if r['passed'] else 'FAIL'}" for r in separate)
-    )
+        return json.loads(report.read_text())
+
+    separate = []
+    for i in range(5):
+        got = profile(outcome.artifact, work / f"profile{i}.json")
+        ref = profile(work / "final" / "arm0.onnx", work / f"profile{i}-baseline.json")
+        separate.append({
+            "p50_ms": got["result"]["latency_ms"]["p50"], "passed": got["verdict"]["passed"],
+            "baseline_p50_ms": ref["result"]["latency_ms"]["p50"],
+        })  # fmt: skip
+    print("(a) re-measured by `edgeprune profile` in separate processes, each followed by the baseline:")
+    for r in separate:
+        print(
+            f"  {r['p50_ms']:.3f} ms {'PASS' if r['passed'] else 'FAIL'}; baseline {r['baseline_p50_ms']:.3f} ms "
+            f"({r['baseline_p50_ms'] / base_ms:.2f}x its timing at the start)"
+        )
     if args.json:
         out = {
             "budget_ms": budget, "baseline_ms": base_ms, "rows": rows, "search": search, "seconds": seconds,
-            "profile_separate": separate,
+            "profile_separate": separate, "margin": args.margin,
+            "probe_error_median": float(np.median(probe_errors)), "probe_error_max": float(max(probe_errors)),
+            "matched_small": matched.report["search"] if matched else None,
             "base_epochs": args.base_epochs, "epochs": args.epochs,
             "environment": collect_environment(get_runtime(target.runtime).environment(), 1),
         }  # fmt: skip

@@ -10,7 +10,7 @@ pytest.importorskip("ultralytics")
 
 from edgeprune.errors import EdgepruneError  # noqa: E402
 from edgeprune.models import load_model  # noqa: E402
-from edgeprune.pruning.search import LatencyModel, SearchConfig, search_budget  # noqa: E402
+from edgeprune.pruning.search import LatencyModel, SearchConfig, auto_margin, search_budget  # noqa: E402
 
 from conftest import run_cli  # noqa: E402
 
@@ -103,7 +103,12 @@ def test_search_resumes_after_an_interruption(tmp_path):
     _, steps, _, _, _ = search_budget(
         det, config, meter=meter, round_to=8, imgsz=64, out=tmp_path, resume=True, say=lines.append
     )
-    assert "baseline" not in calls and lines[0].startswith("resuming after step 1")
+    # the baseline is timed again first, as the meter's reference, and not trained or pruned again
+    assert (
+        calls[0] == "baseline"
+        and calls.count("baseline") == 1
+        and lines[0].startswith("resuming after step 1")
+    )
     assert steps[0].checkpoint == first[0]["checkpoint"] and steps[-1].measured_ms <= config.budget_ms
     with pytest.raises(EdgepruneError, match="other settings .*steps"):
         search_budget(
@@ -120,7 +125,10 @@ def test_impossible_budget_exits_3_keeping_the_smallest_model(tmp_path):
         "profiling: {warmup: 1, warmup_s: 0, iterations: 5, min_time_s: 0}\n"
     )
     out = tmp_path / "out"
-    r = run_cli("prune", "yolov8n.yaml", "-t", str(target), "--steps", "1", "--out", str(out), timeout=600)
+    r = run_cli(
+        "prune", "yolov8n.yaml", "-t", str(target), "--steps", "1", "--margin", "auto", "--out", str(out),
+        timeout=600,
+    )  # fmt: skip
     assert r.returncode == 3, r.stderr[-2000:]
     assert "budget not met: the smallest model reached runs in" in r.stdout
     assert (out / "pruned.pt").is_file() and (out / "pruned.onnx").is_file()
@@ -134,6 +142,44 @@ def test_impossible_budget_exits_3_keeping_the_smallest_model(tmp_path):
         search["reference_ms_final"] / search["reference_ms"]
     )
     assert "the baseline now runs" in r.stdout and "prediction error" in r.stdout
+    margin = search["margin"]  # read from the baseline's timings during the search
+    assert (
+        margin["setting"] == "auto" and margin["reference_timings"] >= 6 and 0.03 <= margin["fraction"] <= 0.4
+    )
+    assert margin["reference_p90_ms"] >= margin["reference_p50_ms"] > 0 and "margin auto: aimed" in r.stdout
+
+
+def test_margin_must_be_a_fraction_or_auto():
+    r = run_cli("prune", "yolov8n.yaml", "-t", "cpu-ort-fp32", "--margin", "lots")
+    assert r.returncode == 2 and "a fraction such as 0.05, or 'auto'; got 'lots'" in r.stderr
+    with pytest.raises(EdgepruneError, match="margin must be in"):
+        SearchConfig(budget_ms=5, margin=0.7).check()
+
+
+def test_auto_margin_aims_as_far_under_the_budget_as_the_baseline_ran_slow(tmp_path):
+    assert auto_margin([10.0] * 4) == 0.03  # too few timings to say anything of the spread
+    assert auto_margin([10.0] * 5 + [12.0] * 5) == pytest.approx(1 - 11.0 / 12.0)  # median 11, p90 12
+    assert auto_margin([10.0] * 10) == 0.03 and auto_margin([1.0] * 5 + [100.0] * 5) == 0.4  # within limits
+    det = load_model("yolov8n.yaml", nc=6)
+    base = 10.0 + det.count(64)["macs"] / 1e6
+    timings: list[float] = []
+    lines: list[str] = []
+
+    def meter(d, name):  # the baseline's timings so far: 10 ms, and 25% slower one time in four
+        timings.extend([10.0, 10.0, 10.0, 12.5])
+        return 10.0 + d.count(64)["macs"] / 1e6
+
+    config = SearchConfig(budget_ms=base * 0.6, steps=2, margin="auto")
+    _, steps, _, _, _ = search_budget(
+        det, config, meter=meter, round_to=8, imgsz=64, out=tmp_path, reference_timings=lambda: timings,
+        say=lines.append,
+    )  # fmt: skip
+    fraction = auto_margin(timings)
+    assert fraction == pytest.approx(0.2)  # p90 12.5 over median 10
+    assert steps[-1].measured_ms <= config.budget_ms * (1 - fraction) * (1 + config.tolerance)
+    # met also when the machine runs 25% slower, as one timing of the baseline in four did
+    assert steps[-1].measured_ms * 1.25 <= config.budget_ms * (1 + config.tolerance)
+    assert any("under the budget: the baseline's timings so far ran up to 1.25x" in line for line in lines)
 
 
 def test_ratio_and_budget_exclude_each_other(tmp_path):

@@ -171,6 +171,7 @@ def prune_to_budget(
     steps: int = 3,
     importance: str | None = None,
     max_layer_ratio: float = 0.6,
+    margin: float | str = 0.03,
     distill: bool = False,
     calib: str | Path | None = None,
     imgsz: int | None = None,
@@ -190,7 +191,9 @@ def prune_to_budget(
 
     ``steps`` pruning steps walk the latency down to the budget; ``step_epochs`` fine-tune after
     each step, ``epochs`` after the last (both need ``data``), with knowledge distillation from the
-    unpruned model if ``distill``. INT8 targets calibrate on ``calib`` (default: ``data``). The
+    unpruned model if ``distill``. The search aims ``margin`` under the budget: a fraction, or
+    ``"auto"`` (as far under as the baseline's timings ran slow at their p90 during the search; needs
+    the local meter, else 3%). INT8 targets calibrate on ``calib`` (default: ``data``). The
     final artifact is profiled like ``edgeprune profile`` does and judged; OUT/prune.json has every
     step and probe with predicted and measured latency. ``resume=True`` continues an interrupted
     run from OUT/search/state.json. ``passed`` is False when the budget could not be reached: the
@@ -210,7 +213,8 @@ def prune_to_budget(
         raise EdgepruneError("distillation fine-tunes: it needs --data and --epochs")
     config = SearchConfig(
         budget_ms=budget, percentile=percentile, steps=steps, importance=importance,
-        max_layer_ratio=max_layer_ratio, step_epochs=step_epochs, final_epochs=epochs, distill=distill,
+        max_layer_ratio=max_layer_ratio, margin=margin, step_epochs=step_epochs, final_epochs=epochs,
+        distill=distill,
     )  # fmt: skip
     config.check()
     PruneConfig(0.0, importance, "global", max_layer_ratio, t.round_to).check(data)
@@ -248,6 +252,7 @@ def prune_to_budget(
         detector, config, meter=meter, round_to=t.round_to, imgsz=t.imgsz, out=out, data=data,
         finetune=finetune if data is not None else None, evaluate=evaluate if data is not None else None,
         check=meter.alone if isinstance(meter, ArtifactMeter) else None, resume=resume, say=say,
+        reference_timings=(lambda: meter.reference_timings) if isinstance(meter, ArtifactMeter) else None,
     )  # fmt: skip
     if not steps_done and epochs > 0:
         finetune(pruned, epochs, "final")
@@ -301,6 +306,7 @@ def prune_to_budget(
         "drift": drift,
         "prediction_error": error,
         "prediction_error_uncorrected": abs(predicted - final_ms) / final_ms,
+        "margin": _margin_used(config, meter),
     }
     report = build_report(
         target=t.with_overrides(budget={"latency_ms": budget}),
@@ -321,6 +327,27 @@ def prune_to_budget(
     return BudgetOutcome(
         pruned, verdict.passed, verdict, checkpoint, final.artifact, report, report_path, message
     )
+
+
+def _margin_used(config: Any, meter: Any) -> dict[str, Any]:
+    """The margin the search aimed at, and for ``auto`` what it was read from."""
+    import numpy as np
+
+    from edgeprune.pruning.search import auto_margin
+
+    if config.margin != "auto":
+        return {"setting": config.margin, "fraction": config.margin}
+    timings = list(getattr(meter, "reference_timings", []))
+    out: dict[str, Any] = {
+        "setting": "auto",
+        "fraction": auto_margin(timings),
+        "reference_timings": len(timings),
+    }
+    if timings:
+        out["reference_p50_ms"], out["reference_p90_ms"] = (
+            float(v) for v in np.percentile(timings, [50, 90])
+        )
+    return out
 
 
 def _final_stats(artifact: Path, t: Target, meter: Any, *, remote: bool) -> tuple[LatencyStats, float | None]:

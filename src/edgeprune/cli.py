@@ -72,7 +72,7 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
         print("note: the budget search ranks channels globally (--allocation is ignored)")
     outcome = prune_to_budget(
         args.model, args.target, budget_ms=args.budget_ms, data=args.data, epochs=args.epochs,
-        step_epochs=args.step_epochs, steps=args.steps, importance=args.importance,
+        step_epochs=args.step_epochs, steps=args.steps, importance=args.importance, margin=args.margin,
         max_layer_ratio=0.6 if args.max_layer_ratio is None else args.max_layer_ratio, distill=args.distill,
         calib=args.calib, imgsz=args.imgsz, batch=args.batch, out=args.out, resume=args.resume,
         trust_checkpoint=args.trust_checkpoint, host=args.host, host_python=args.host_python,
@@ -97,6 +97,13 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
     else:
         line += f"{search['predicted_ms']:.2f} ms predicted; "
     print(line + f"prediction error {search['prediction_error']:.1%}")
+    margin = search["margin"]
+    if margin["setting"] == "auto" and "reference_p90_ms" in margin:
+        print(
+            f"margin auto: aimed {margin['fraction']:.0%} under the budget; the baseline ran "
+            f"{margin['reference_p50_ms']:.2f} ms median, {margin['reference_p90_ms']:.2f} ms p90 over "
+            f"{margin['reference_timings']} timings during the search"
+        )
     print(outcome.message)
     print(f"checkpoint: {outcome.checkpoint}\nreport:     {outcome.report_path}")
     return EXIT_OK if outcome.passed else EXIT_OVER_BUDGET
@@ -238,6 +245,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if report["passed"] else EXIT_OVER_BUDGET
 
 
+def _margin(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a fraction such as 0.05, or 'auto'; got {text!r}") from None
+    if not 0 <= value < 0.5:
+        raise argparse.ArgumentTypeError(f"a fraction in [0, 0.5), or 'auto'; got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from edgeprune.pruning.importance import ALLOCATIONS, IMPORTANCE
 
@@ -277,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="latency to meet, measured on the target's runtime and precision (default: the target's budget)",
     )
     p.add_argument("--steps", type=int, default=3, help="budget search: pruning steps (default 3)")
+    p.add_argument(
+        "--margin",
+        type=_margin,
+        default=0.03,
+        help="budget search: aim this fraction under the budget (default 0.03), or 'auto': as far under "
+        "as the baseline's own timings ran slow (p90 over median) during the search",
+    )
     p.add_argument(
         "--step-epochs",
         type=int,

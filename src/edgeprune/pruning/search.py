@@ -13,8 +13,10 @@ The search removes channels in a few steps, each followed by optional fine-tunin
   goal; the candidate is exported and measured; the model takes that point and the ratio is
   corrected, up to ``probes_per_step`` times.
 
-Steps walk the latency down in equal parts from the baseline to the budget (minus a small
-``margin``). Timing on a shared machine drifts, so every candidate is timed in interleaved
+Steps walk the latency down in equal parts from the baseline to the budget minus a ``margin``:
+a fixed fraction (3% by default), or ``"auto"``: as far under the budget as the baseline's own
+timings ran slow during the search (their 90th percentile over their median), so that the final
+artifact still meets the budget when the machine runs as slow as it did one timing in ten. Timing on a shared machine drifts, so every candidate is timed in interleaved
 rounds against the baseline artifact and reported as ``ratio x the baseline's reference
 latency``: a ratio measured under one load (see ``ArtifactMeter``). The final artifact is
 measured again on its own, through the same profiling layer as ``edgeprune profile`` and
@@ -22,7 +24,8 @@ alternating with the baseline, and judged against the budget; predicted and meas
 are both reported, with the baseline's drift over the run.
 
 State is written after every step (``OUT/search/state.json`` and the step's checkpoint), so an
-interrupted run continues from its last completed step with ``resume=True``.
+interrupted run continues from its last completed step with ``resume=True`` (the baseline is
+timed again first: the meter's reference).
 """
 
 from __future__ import annotations
@@ -55,7 +58,9 @@ class SearchConfig:
         steps: pruning steps from the baseline to the budget (fine-tuning after each).
         importance: channel criterion (``l1``, ``l2``, ``bn``, ``taylor``, ``lamp``, ``random``).
         max_layer_ratio: no layer loses more than this fraction of its channels in one step.
-        margin: aim this fraction under the budget, so that measurement noise does not flip the verdict.
+        margin: aim this fraction under the budget, so that measurement noise does not flip the
+            verdict; ``"auto"``: ``1 - median / p90`` of the baseline's timings so far (between
+            ``MARGIN_MIN`` and ``MARGIN_MAX``; ``MARGIN_MIN`` until there are ``AUTO_TIMINGS``).
         tolerance: a probe within this fraction above its step's goal is accepted.
         probes_per_step: candidates measured per step at most.
         step_epochs: fine-tuning epochs after each step but the last (needs data).
@@ -75,7 +80,7 @@ class SearchConfig:
     steps: int = 3
     importance: str = "l2"
     max_layer_ratio: float = 0.6
-    margin: float = 0.03
+    margin: float | str = 0.03
     tolerance: float = 0.02
     probes_per_step: int = 3
     step_epochs: int = 0
@@ -93,8 +98,10 @@ class SearchConfig:
             raise EdgepruneError(f"--budget-ms must be > 0, got {self.budget_ms}")
         if self.steps < 1 or self.probes_per_step < 1:
             raise EdgepruneError("steps and probes_per_step must be >= 1")
-        if not 0 <= self.margin < 0.5 or not 0 <= self.tolerance < 0.5:
-            raise EdgepruneError("margin and tolerance must be in [0, 0.5)")
+        if self.margin != "auto" and (isinstance(self.margin, str) or not 0 <= self.margin < 0.5):
+            raise EdgepruneError(f"margin must be in [0, 0.5) or 'auto', got {self.margin!r}")
+        if not 0 <= self.tolerance < 0.5:
+            raise EdgepruneError("tolerance must be in [0, 0.5)")
         PruneConfig(0.0, self.importance, "global", self.max_layer_ratio).check(data="unchecked")
 
 
@@ -215,6 +222,19 @@ class LatencyModel:
 Meter = Callable[[Detector, str], float]
 """Measures a candidate: ``meter(detector, name) -> latency in ms at the budget's percentile``."""
 
+MARGIN_MIN, MARGIN_MAX, AUTO_TIMINGS = 0.03, 0.4, 5
+
+
+def auto_margin(reference_timings: list[float]) -> float:
+    """The ``"auto"`` margin: ``1 - median / p90`` of the baseline's timings, within
+    [``MARGIN_MIN``, ``MARGIN_MAX``]. A candidate measured at ``r x`` the baseline's median then
+    meets ``budget`` also when the machine runs at the baseline's p90, if ``r x median <= budget x
+    (1 - margin)``. Fewer than ``AUTO_TIMINGS`` timings say nothing of the spread: ``MARGIN_MIN``."""
+    if len(reference_timings) < AUTO_TIMINGS:
+        return MARGIN_MIN
+    median, p90 = np.percentile(reference_timings, [50, 90])
+    return float(min(MARGIN_MAX, max(MARGIN_MIN, 1 - median / p90)))
+
 
 def search_budget(
     detector: Detector,
@@ -228,6 +248,7 @@ def search_budget(
     finetune: Callable[[Detector, int, str], None] | None = None,
     evaluate: Callable[[Detector], dict[str, float]] | None = None,
     check: Meter | None = None,
+    reference_timings: Callable[[], list[float]] | None = None,
     resume: bool = False,
     say: Callable[[str], None] = print,
 ) -> tuple[Detector, list[StepRecord], list[Probe], LatencyModel, dict[str, Any]]:
@@ -241,12 +262,23 @@ def search_budget(
     said and misses the goal, the goal is lowered by that factor and one more step follows, so the
     final fine-tuning is spent once, on the model that is kept. Raises nothing when the budget
     cannot be reached: the caller compares the last measured latency with the budget.
+    ``reference_timings()`` gives the baseline's timings so far, for ``margin="auto"``; without it
+    the auto margin stays at ``MARGIN_MIN``.
     """
     config.check()
     out = Path(out)
     state_path = out / "search" / "state.json"
     (out / "search").mkdir(parents=True, exist_ok=True)
-    goal_final = config.budget_ms * (1 - config.margin)
+    correction = 1.0  # lowered when the check on its own ran slower than the search's timing
+
+    def margin() -> float:
+        if config.margin != "auto":
+            return float(config.margin)
+        return auto_margin(reference_timings() if reference_timings is not None else [])
+
+    def goal_now() -> float:
+        return config.budget_ms * (1 - margin()) * correction
+
     model = LatencyModel()
     steps: list[StepRecord] = []
     probes: list[Probe] = []
@@ -259,12 +291,18 @@ def search_budget(
         probes = [Probe(**p) for p in state["probes"]]
         model.points = [tuple(p) for p in state["points"]]
         baseline = state["baseline"]
-        goal_final = state.get("goal_ms", goal_final)
+        correction = state.get("correction", 1.0)
         if steps:
             from edgeprune.models import load_model
 
             current = load_model(steps[-1].checkpoint)
         say(f"resuming after step {len(steps)} ({state_path})")
+        # the meter times every candidate against the baseline: it needs it again (a fresh meter
+        # would take the first candidate for its reference)
+        again = meter(detector.clone(), "baseline")
+        say(
+            f"baseline timed again as the reference: {again:.2f} ms (was {state['baseline']['measured_ms']:.2f})"
+        )
     else:
         t0 = time.perf_counter()
         baseline_ms = meter(current, "baseline")
@@ -276,15 +314,24 @@ def search_budget(
         )
     baseline_ms = baseline["measured_ms"]
     last_ms = steps[-1].measured_ms if steps else baseline_ms
+    goal_final = goal_now()
     if last_ms <= goal_final:
         say("already within the budget: nothing to prune" if not steps else "budget reached")
         return current, steps, probes, model, baseline
 
     planned = config.steps
+    announced = MARGIN_MIN  # the auto margin last said on screen
     started = time.perf_counter()
     k = len(steps)
     while k < planned + config.extra_steps:
         k += 1
+        goal_final = goal_now()
+        if config.margin == "auto" and abs(margin() - announced) > 0.005:
+            announced = margin()
+            say(
+                f"step {k}: aiming at {goal_final:.2f} ms, {margin():.0%} under the budget: the baseline's "
+                f"timings so far ran up to {1 / (1 - margin()):.2f}x their median (p90)"
+            )
         if k <= planned:
             goal = baseline_ms - (baseline_ms - goal_final) * k / planned
         else:
@@ -297,6 +344,7 @@ def search_budget(
             break
         cand, ratio, counts, predicted, measured = candidate
         current = cand
+        goal_final = goal_now()  # the auto margin has seen this step's timings of the baseline too
         if data is not None and config.bn_images > 0:
             current.recalibrate_batchnorm(data, imgsz=imgsz, images=config.bn_images)
         last_step = measured <= goal_final * (1 + config.tolerance) or k >= planned + config.extra_steps
@@ -304,7 +352,8 @@ def search_budget(
         if last_step and check is not None and k < planned + config.extra_steps:
             checked = check(current, f"step{k}-check")
             if checked > goal_final * (1 + config.tolerance) and checked > measured:
-                goal_final *= measured / checked
+                correction *= measured / checked
+                goal_final = goal_now()
                 corrected, last_step = True, False
                 say(
                     f"step {k}: on its own it runs {checked:.2f} ms, {checked / measured - 1:.0%} above the "
@@ -322,7 +371,7 @@ def search_budget(
             round(time.perf_counter() - t_step, 1), checked,
         )  # fmt: skip
         steps.append(record)
-        _write_state(state_path, config, baseline, steps, probes, model, goal_final)
+        _write_state(state_path, config, baseline, steps, probes, model, goal_final, correction)
         per_step = (time.perf_counter() - started) / max(
             1, len(steps) - (len(state["steps"]) if state else 0)
         )
@@ -450,11 +499,13 @@ def _write_state(
     probes: list[Probe],
     model: LatencyModel,
     goal_ms: float,
+    correction: float,
 ) -> None:
     state = {
         "version": STATE_VERSION,
         "config": asdict(config),
-        "goal_ms": goal_ms,  # the final goal, lowered when a check on its own ran slower
+        "goal_ms": goal_ms,  # the final goal when this step was taken
+        "correction": correction,  # < 1 when a check on its own ran slower than the search's timing
         "baseline": baseline,
         "steps": [asdict(s) for s in steps],
         "probes": [asdict(p) for p in probes],
