@@ -16,12 +16,14 @@ The search removes channels in a few steps, each followed by optional fine-tunin
 Steps walk the latency down in equal parts from the baseline to the budget minus a ``margin``:
 a fixed fraction (3% by default), or ``"auto"``: as far under the budget as the baseline's own
 timings ran slow during the search (their 90th percentile over their median), so that the final
-artifact still meets the budget when the machine runs as slow as it did one timing in ten. Timing on a shared machine drifts, so every candidate is timed in interleaved
-rounds against the baseline artifact and reported as ``ratio x the baseline's reference
-latency``: a ratio measured under one load (see ``ArtifactMeter``). The final artifact is
-measured again on its own, through the same profiling layer as ``edgeprune profile`` and
-alternating with the baseline, and judged against the budget; predicted and measured latency
-are both reported, with the baseline's drift over the run.
+artifact still meets the budget when the machine runs as slow as it did one timing in ten.
+
+Timing on a shared machine drifts, so every candidate is timed in interleaved rounds against
+the baseline artifact and reported as ``ratio x the baseline's reference latency``: a ratio
+measured under one load (see ``ArtifactMeter``). The final artifact is measured again on its
+own, through the same profiling layer as ``edgeprune profile`` and alternating with the
+baseline, and judged against the budget; predicted and measured latency are both reported,
+with the baseline's drift over the run.
 
 State is written after every step (``OUT/search/state.json`` and the step's checkpoint), so an
 interrupted run continues from its last completed step with ``resume=True`` (the baseline is
