@@ -35,6 +35,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import yaml
@@ -55,6 +56,11 @@ def main() -> None:
     parser.add_argument("--margin", default="auto", help="(a)'s margin: a fraction or 'auto' (default)")
     parser.add_argument(
         "--match-small", action="store_true", help="also run the search at (c)'s latency: arm (a@c)"
+    )
+    parser.add_argument(
+        "--reuse-a",
+        action="store_true",
+        help="take (a) from WORK/a/prune.json (same budget) instead of searching again",
     )
     parser.add_argument("--work", type=Path, default=Path("bench-budget"))
     parser.add_argument("--json", type=Path)
@@ -104,13 +110,22 @@ def main() -> None:
     print(f"baseline YOLOv8s: budget {budget:.3f} ms p50 ({rule})", flush=True)
 
     # (a) edgeprune's search
-    outcome = timed(
-        "a-search",
-        lambda: prune_to_budget(
-            base_ckpt, target, budget_ms=budget, data=data, epochs=args.epochs, steps=3, out=work / "a",
-            margin=margin, train_overrides=FINETUNE_TRAINING, say=lambda line: print(line, flush=True),
-        ),
-    )  # fmt: skip
+    kept_a = work / "a" / "prune.json"
+    report_a = json.loads(kept_a.read_text()) if args.reuse_a and kept_a.is_file() else {}
+    if report_a.get("budget", {}).get("latency_ms") == budget:
+        print(f"(a) reused from {kept_a}", flush=True)
+        outcome = SimpleNamespace(
+            report=report_a, checkpoint=Path(report_a["result"]["checkpoint"]),
+            artifact=Path(report_a["result"]["artifact"]),
+        )  # fmt: skip
+    else:
+        outcome = timed(
+            "a-search",
+            lambda: prune_to_budget(
+                base_ckpt, target, budget_ms=budget, data=data, epochs=args.epochs, steps=3, out=work / "a",
+                margin=margin, train_overrides=FINETUNE_TRAINING, say=lambda line: print(line, flush=True),
+            ),
+        )  # fmt: skip
 
     # (b) uniform L2 at the ratio whose measured latency meets the budget
     def uniform_at(ratio: float):

@@ -142,6 +142,9 @@ def test_impossible_budget_exits_3_keeping_the_smallest_model(tmp_path):
         search["reference_ms_final"] / search["reference_ms"]
     )
     assert "the baseline now runs" in r.stdout and "prediction error" in r.stdout
+    # the prediction is judged against the final artifact timed in rounds against the baseline
+    in_frame = search["measured_ms_final_in_search_frame"]
+    assert search["prediction_error"] == pytest.approx(abs(search["predicted_ms"] - in_frame) / in_frame)
     margin = search["margin"]  # read from the baseline's timings during the search
     assert (
         margin["setting"] == "auto" and margin["reference_timings"] >= 6 and 0.03 <= margin["fraction"] <= 0.4
@@ -154,6 +157,10 @@ def test_margin_must_be_a_fraction_or_auto():
     assert r.returncode == 2 and "a fraction such as 0.05, or 'auto'; got 'lots'" in r.stderr
     with pytest.raises(EdgepruneError, match="margin must be in"):
         SearchConfig(budget_ms=5, margin=0.7).check()
+    from edgeprune.api import prune_to_budget
+
+    with pytest.raises(EdgepruneError, match="with --host .* give a fraction"):  # before any work
+        prune_to_budget("yolov8n.yaml", "cpu-ort-fp32", margin="auto", host="jetson", say=lambda _: None)
 
 
 def test_auto_margin_aims_as_far_under_the_budget_as_the_baseline_ran_slow(tmp_path):
@@ -251,9 +258,11 @@ def test_artifact_meter_ratio_is_robust_to_a_burst_on_one_side(tmp_path, monkeyp
 
     # the check on its own, before the last fine-tuning, is read in the search's frame: the baseline
     # timed in the same check ran 2x slower than the search's reference, so the machine is, not the model
-    monkeypatch.setattr(
-        meter, "check", lambda artifact: (profiling.LatencyStats.from_samples([12.0] * 5), 20.0)
-    )
+    timed = {"final": [[12.0] * 5, [30.0] * 5, [12.0] * 5], "reference": [[20.0] * 5, [20.0] * 5, [20.0] * 5]}
+    monkeypatch.setattr(profiling, "sample_interleaved", lambda fns, *, rounds, **kw: timed)
+    check = meter.check(tmp_path / "baseline.onnx")  # a burst in one round of the final artifact...
+    assert check.reference_ms == pytest.approx(20.0) and check.ratio == pytest.approx(0.6)  # ...ignored
+    assert check.stats.n == 15 and check.in_frame(meter.reference_ms) == pytest.approx(6.0)
     assert meter.alone(det.clone(), "last") == pytest.approx(6.0)
     assert not list(tmp_path.glob("last.*"))
 
@@ -298,3 +307,40 @@ def test_a_last_step_slower_on_its_own_gets_one_more_step_before_the_only_final_
     assert steps[1].measured_ms < steps[0].measured_ms / 1.2  # aimed ~1.3x lower
     state = json.loads((tmp_path / "search" / "state.json").read_text())
     assert state["goal_ms"] < config.budget_ms * (1 - config.margin) / 1.2
+
+
+def test_an_extra_step_gets_the_step_epochs_and_only_the_kept_model_the_final_ones(tmp_path, monkeypatch):
+    """After the planned steps, a model still above the goal is tuned as an intermediate one, since
+    another step follows; the final epochs go once, to the model that is kept, even when the extra
+    step finds no channel left to remove."""
+    import edgeprune.pruning.search as search_mod
+
+    det = load_model("yolov8n.yaml", nc=6)
+    base = 10.0 + det.count(64)["macs"] / 1e6
+    config = SearchConfig(budget_ms=base * 0.6, steps=1, final_epochs=3, step_epochs=1)
+
+    def meter(d, name):  # step 1's probes all run 5% over the budget: the planned step misses it
+        ms = 10.0 + d.count(64)["macs"] / 1e6
+        return max(ms, config.budget_ms * 1.05) if name.startswith("step1") else ms
+
+    tuned, lines = [], []
+    common = dict(
+        meter=meter, round_to=8, imgsz=64, evaluate=lambda d: {"map50_95": len(tuned) / 10}, say=lines.append
+    )
+    _, steps, _, _, _ = search_budget(
+        det, config, out=tmp_path / "extra", finetune=lambda d, n, name: tuned.append((name, n)), **common
+    )
+    assert tuned == [("step1", 1), ("step2", 3)]
+    assert any("above the goal of" in line and "one more step" in line for line in lines)
+    assert steps[-1].measured_ms <= config.budget_ms
+
+    original = search_mod._step
+    monkeypatch.setattr(
+        search_mod, "_step", lambda cur, k, *a: original(cur, k, *a) if k == 1 else (None, [])
+    )
+    tuned.clear()
+    _, steps, _, _, _ = search_budget(
+        det, config, out=tmp_path / "stuck", finetune=lambda d, n, name: tuned.append((name, n)), **common
+    )
+    assert tuned == [("step1", 1), ("step1-final", 3)]  # the kept model got its final epochs after all
+    assert len(steps) == 1 and steps[0].metrics == {"map50_95": 0.2}  # evaluated after them

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from edgeprune.errors import EdgepruneError
-from edgeprune.exporting import export_detector
+from edgeprune.exporting import Check, export_detector
 from edgeprune.models import Detector, load_model
 from edgeprune.profiling import LatencyStats, Verdict, collect_environment, judge, measure_profiled
 from edgeprune.pruning import PruneConfig, PruneReport, prune_detector
@@ -192,8 +192,8 @@ def prune_to_budget(
     ``steps`` pruning steps walk the latency down to the budget; ``step_epochs`` fine-tune after
     each step, ``epochs`` after the last (both need ``data``), with knowledge distillation from the
     unpruned model if ``distill``. The search aims ``margin`` under the budget: a fraction, or
-    ``"auto"`` (as far under as the baseline's timings ran slow at their p90 during the search; needs
-    the local meter, else 3%). INT8 targets calibrate on ``calib`` (default: ``data``). The
+    ``"auto"`` (as far under as the baseline's timings ran slow at their p90 during the search; the
+    local meter only). INT8 targets calibrate on ``calib`` (default: ``data``). The
     final artifact is profiled like ``edgeprune profile`` does and judged; OUT/prune.json has every
     step and probe with predicted and measured latency. ``resume=True`` continues an interrupted
     run from OUT/search/state.json. ``passed`` is False when the budget could not be reached: the
@@ -217,6 +217,11 @@ def prune_to_budget(
         distill=distill,
     )  # fmt: skip
     config.check()
+    if margin == "auto" and (host is not None or meter is not None):
+        raise EdgepruneError(
+            "--margin auto reads the machine's spread from the baseline timed again in every round of the "
+            "local measurement; with --host (or your own meter) give a fraction, e.g. --margin 0.05"
+        )
     PruneConfig(0.0, importance, "global", max_layer_ratio, t.round_to).check(data)
     out = Path(out)
     (out / "search").mkdir(parents=True, exist_ok=True)
@@ -260,7 +265,8 @@ def prune_to_budget(
         out / "pruned.pt", {"budget_ms": budget, "target": t.name, "steps": len(steps_done)}
     )
     final = export_detector(pruned, t, out, "pruned", calib=calib)
-    stats, reference_now = _final_stats(final.artifact, t, meter, remote=host is not None)
+    check = _final_check(final.artifact, t, meter, remote=host is not None)
+    stats, reference_now = check.stats, check.reference_ms
     verdict = judge(stats, budget, percentile)
     # the search's last timing of this very model (against the baseline, in interleaved rounds)
     searched_ms = steps_done[-1].measured_ms if steps_done else baseline["measured_ms"]
@@ -268,12 +274,13 @@ def prune_to_budget(
     predicted = steps_done[-1].predicted_ms if steps_done else baseline["measured_ms"]
     final_ms = stats.get(percentile)
     # Predictions are in the frame of the baseline's timing during the search; a shared machine may
-    # run everything faster or slower by now. The baseline timed again next to the final artifact
-    # gives that drift, so the latency model's error is told apart from the machine's (the verdict
-    # uses final_ms as measured).
+    # run everything faster or slower by now. The final artifact timed in rounds against the
+    # baseline gives its latency in that frame, so the latency model's error is told apart from the
+    # machine's (the verdict uses final_ms as measured).
     reference_ms = getattr(meter, "reference_ms", None)
     drift = reference_now / reference_ms if reference_now and reference_ms else None
-    error = abs(predicted * (drift or 1.0) - final_ms) / final_ms
+    in_frame = check.in_frame(reference_ms)
+    error = abs(predicted - (in_frame or final_ms)) / (in_frame or final_ms)
     metrics = steps_done[-1].metrics if steps_done and steps_done[-1].metrics else {}
     if data is not None and (not metrics or not steps_done):
         metrics = evaluate(pruned)
@@ -301,6 +308,7 @@ def prune_to_budget(
         "measured_ms_in_search": searched_ms,
         "measured_ms_checked": steps_done[-1].checked_ms if steps_done else None,
         "measured_ms_final": final_ms,
+        "measured_ms_final_in_search_frame": in_frame,
         "reference_ms": reference_ms,
         "reference_ms_final": reference_now,
         "drift": drift,
@@ -350,11 +358,10 @@ def _margin_used(config: Any, meter: Any) -> dict[str, Any]:
     return out
 
 
-def _final_stats(artifact: Path, t: Target, meter: Any, *, remote: bool) -> tuple[LatencyStats, float | None]:
-    """The final artifact profiled on its own like ``edgeprune profile`` does, here or on the host,
-    and the baseline's latency now when the meter can time it again (else None).
-
-    Here, an ``ArtifactMeter`` profiles it three times, alternating with the baseline."""
+def _final_check(artifact: Path, t: Target, meter: Any, *, remote: bool) -> Check:
+    """The final artifact profiled on its own like ``edgeprune profile`` does, here or on the host;
+    with the baseline timed in alternating rounds when the meter can time it again (an
+    ``ArtifactMeter``: three rounds each)."""
     from edgeprune.exporting import ArtifactMeter
 
     if remote:
@@ -365,12 +372,12 @@ def _final_stats(artifact: Path, t: Target, meter: Any, *, remote: bool) -> tupl
             raise EdgepruneError(f"profiling the final artifact on {meter.spec.label} failed: {r.error}")
         got = r.report["result"]["latency_ms"]
         fields = LatencyStats.__dataclass_fields__
-        return LatencyStats(**{k: got.get(k, float("nan")) for k in fields if k != "outliers"}), None
+        return Check(LatencyStats(**{k: got.get(k, float("nan")) for k in fields if k != "outliers"}))
     if isinstance(meter, ArtifactMeter):
         return meter.check(artifact)
     session = get_runtime(t.runtime).load(artifact, threads=t.threads)
     inputs = session.random_inputs()
-    return measure_profiled(lambda: session(*inputs), t.profiling), None
+    return Check(measure_profiled(lambda: session(*inputs), t.profiling))
 
 
 def export(

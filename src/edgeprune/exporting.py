@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -78,6 +78,25 @@ def export_detector(
     )
     result.details["imgsz"] = target.imgsz
     return result
+
+
+class Check(NamedTuple):
+    """An artifact profiled on its own, like ``edgeprune profile``, in rounds alternating with the
+    reference (the baseline) profiled the same way.
+
+    ``stats``: the artifact's runs pooled (what the verdict judges); ``reference_ms``: the
+    reference's median latency in these rounds (next to the search's, how much the machine drifted),
+    ``ratio``: the median over rounds of artifact / reference, a round's two timings being
+    neighbours in time. Both None when there was no reference to time.
+    """
+
+    stats: LatencyStats
+    reference_ms: float | None = None
+    ratio: float | None = None
+
+    def in_frame(self, reference_ms: float | None) -> float | None:
+        """The artifact's latency had the reference run ``reference_ms`` (the search's frame)."""
+        return self.ratio * reference_ms if self.ratio is not None and reference_ms else None
 
 
 class ArtifactMeter:
@@ -161,26 +180,18 @@ class ArtifactMeter:
     def alone(self, detector: Detector, name: str) -> float:
         """``detector`` exported and timed as the final verdict times it (``check``: on its own,
         alternating with the baseline timed the same way), at the budget's percentile, in the
-        search's frame: ``reference_ms x its latency / the baseline's in the same check``, so that
-        the machine running slower or faster by now is not taken for a property of the model. The
-        artifact is deleted afterwards."""
+        search's frame (``Check.ratio x reference_ms``), so that the machine running slower or
+        faster by now is not taken for a property of the model. The artifact is deleted afterwards."""
         artifact = self._export(detector, name)
-        stats, reference_now = self.check(artifact)
+        check = self.check(artifact)
         _remove_artifact(artifact)
-        ms = stats.get(self.percentile)
-        if reference_now and self.reference_ms:
-            ms *= self.reference_ms / reference_now
+        ms = check.in_frame(self.reference_ms) or check.stats.get(self.percentile)
         self.measured[name] = ms
         return ms
 
-    def check(self, artifact: Path, rounds: int = 3) -> tuple[LatencyStats, float | None]:
+    def check(self, artifact: Path, rounds: int = 3) -> Check:
         """The final artifact timed ``rounds`` times as ``edgeprune profile`` times it, alternating
-        with the reference timed the same way.
-
-        Returns the final artifact's statistics (all its timed runs pooled) and the reference's
-        median latency now: next to ``reference_ms`` it says how much the machine drifted since
-        the search began (None when nothing was measured before).
-        """
+        with the reference timed the same way (see ``Check``)."""
         from edgeprune.profiling import LatencyStats, profiled, sample_interleaved
 
         calls = {"final": self._load(Path(artifact))}
@@ -189,11 +200,11 @@ class ArtifactMeter:
         timed = sample_interleaved(calls, rounds=rounds, **profiled(self.target.profiling))
         stats = LatencyStats.from_samples([x for r in timed["final"] for x in r])
         if "reference" not in timed:
-            return stats, None
-        now = float(
-            np.median([LatencyStats.from_samples(r).get(self.percentile) for r in timed["reference"]])
-        )
-        return stats, now
+            return Check(stats)
+        final = [LatencyStats.from_samples(r).get(self.percentile) for r in timed["final"]]
+        ref = [LatencyStats.from_samples(r).get(self.percentile) for r in timed["reference"]]
+        ratio = float(np.median([f / r for f, r in zip(final, ref, strict=True)]))
+        return Check(stats, float(np.median(ref)), ratio)
 
 
 def _remove_artifact(artifact: Path) -> None:

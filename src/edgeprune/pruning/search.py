@@ -323,6 +323,7 @@ def search_budget(
 
     planned = config.steps
     announced = MARGIN_MIN  # the auto margin last said on screen
+    final_tuned = False  # whether the last step taken got the final epochs
     started = time.perf_counter()
     k = len(steps)
     while k < planned + config.extra_steps:
@@ -343,6 +344,13 @@ def search_budget(
         probes += probe
         if candidate is None:
             say(f"step {k}: no channel left to remove within the per-layer limits; stopping")
+            if steps and not final_tuned and finetune is not None and config.final_epochs > 0:
+                # the previous step, tuned as an intermediate one, is the model kept after all
+                last = steps[-1]
+                finetune(current, config.final_epochs, f"step{last.step}-final")
+                last.metrics = evaluate(current) if evaluate is not None else last.metrics
+                current.save(Path(last.checkpoint), {"search_step": last.step, "ratio": last.ratio})
+                _write_state(state_path, config, baseline, steps, probes, model, goal_final, correction)
             break
         cand, ratio, counts, predicted, measured = candidate
         current = cand
@@ -361,9 +369,9 @@ def search_budget(
                     f"step {k}: on its own it runs {checked:.2f} ms, {checked / measured - 1:.0%} above the "
                     f"interleaved timing; one more step, aiming at {goal_final:.2f} ms"
                 )
-        epochs = (
-            config.final_epochs if (last_step or (k >= planned and not corrected)) else config.step_epochs
-        )
+        # the final epochs go to the model that is kept, once; a step followed by another gets the step epochs
+        epochs = config.final_epochs if last_step else config.step_epochs
+        final_tuned = last_step
         if finetune is not None and epochs > 0:
             finetune(current, epochs, f"step{k}")
         metrics = evaluate(current) if evaluate is not None else {}
@@ -384,10 +392,13 @@ def search_budget(
             f"step {k}/{planned}: {measured:.2f} ms measured (predicted {predicted:.2f}) vs budget "
             f"{config.budget_ms:.2f} ms; {counts['params'] / 1e6:.2f}M params{acc}; {eta}"
         )
-        if measured <= goal_final * (1 + config.tolerance) and k >= planned:
+        if last_step:
             break
-        if k >= planned and measured > goal_final * (1 + config.tolerance) and not corrected:
-            say(f"step {k}: still {measured - config.budget_ms:+.2f} ms from the budget; one more step")
+        if k >= planned and not corrected:
+            say(
+                f"step {k}: {measured:.2f} ms is above the goal of {goal_final:.2f} ms ({margin():.0%} under the "
+                f"budget of {config.budget_ms:.2f}); one more step"
+            )
     return current, steps, probes, model, baseline
 
 
