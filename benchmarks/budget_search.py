@@ -58,6 +58,9 @@ def main() -> None:
         "--match-small", action="store_true", help="also run the search at (c)'s latency: arm (a@c)"
     )
     parser.add_argument(
+        "--distill", action="store_true", help="the searches fine-tune with distillation from the baseline"
+    )
+    parser.add_argument(
         "--reuse-a",
         action="store_true",
         help="take (a) from WORK/a/prune.json (same budget) instead of searching again",
@@ -123,7 +126,8 @@ def main() -> None:
             "a-search",
             lambda: prune_to_budget(
                 base_ckpt, target, budget_ms=budget, data=data, epochs=args.epochs, steps=3, out=work / "a",
-                margin=margin, train_overrides=FINETUNE_TRAINING, say=lambda line: print(line, flush=True),
+                margin=margin, distill=args.distill, train_overrides=FINETUNE_TRAINING,
+                say=lambda line: print(line, flush=True),
             ),
         )  # fmt: skip
 
@@ -177,10 +181,13 @@ def main() -> None:
             "a-at-c-search",
             lambda: prune_to_budget(
                 base_ckpt, target, budget_ms=budget_c, data=data, epochs=args.epochs, steps=3,
-                out=work / "a-at-c", train_overrides=FINETUNE_TRAINING, say=lambda line: print(line, flush=True),
+                out=work / "a-at-c", distill=args.distill, train_overrides=FINETUNE_TRAINING,
+                say=lambda line: print(line, flush=True),
             ),
         )  # fmt: skip
-        arms["(a@c) budget search at (c)'s latency"] = matched.checkpoint
+        arms[f"(a@c) budget search at (c)'s latency{', distilled' if args.distill else ''}"] = (
+            matched.checkpoint
+        )
     rows, calls = [], {}
     for i, (name, ckpt) in enumerate(arms.items()):
         det = load_model(ckpt)
@@ -247,7 +254,7 @@ def main() -> None:
     if args.json:
         out = {
             "budget_ms": budget, "baseline_ms": base_ms, "rows": rows, "search": search, "seconds": seconds,
-            "profile_separate": separate, "margin": args.margin,
+            "profile_separate": separate, "margin": args.margin, "distill": args.distill,
             "probe_error_median": float(np.median(probe_errors)), "probe_error_max": float(max(probe_errors)),
             "matched_small": matched.report["search"] if matched else None,
             "base_epochs": args.base_epochs, "epochs": args.epochs,

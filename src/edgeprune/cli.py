@@ -248,15 +248,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _margin(text: str) -> float | str:
+    """``--margin``: 'auto' or a number (its range is checked by the search's config)."""
     if text == "auto":
         return text
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"a fraction such as 0.05, or 'auto'; got {text!r}") from None
-    if not 0 <= value < 0.5:
-        raise argparse.ArgumentTypeError(f"a fraction in [0, 0.5), or 'auto'; got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
