@@ -1,7 +1,7 @@
 """Budget search against the two obvious alternatives, at the same latency budget and fine-tuning.
 
     .venv/bin/python benchmarks/budget_search.py [--base-epochs 120] [--epochs 40] [--work bench-budget]
-        [--margin auto] [--match-small] [--json benchmarks/results/budget_search.json]
+        [--margin auto] [--match-small] [--distill] [--reuse-a] [--json benchmarks/results/budget_search.json]
 
 On the synthetic set (the demo's: 400 train / 100 val images at 160 px, 6 classes):
 
