@@ -1,7 +1,8 @@
 """Budget search against the two obvious alternatives, at the same latency budget and fine-tuning.
 
     .venv/bin/python benchmarks/budget_search.py [--base-epochs 120] [--epochs 40] [--work bench-budget]
-        [--margin auto] [--match-small] [--distill] [--reuse-a] [--json benchmarks/results/budget_search.json]
+        [--margin auto] [--match-small] [--distill] [--step-epochs 0] [--reuse-a]
+        [--json benchmarks/results/budget_search.json]
 
 On the synthetic set (the demo's: 400 train / 100 val images at 160 px, 6 classes):
 
@@ -61,6 +62,13 @@ def main() -> None:
         "--distill", action="store_true", help="the searches fine-tune with distillation from the baseline"
     )
     parser.add_argument(
+        "--step-epochs",
+        type=int,
+        default=0,
+        help="the searches fine-tune this many epochs after each of their 3 steps but the last, and "
+        "--epochs minus 2x this after it: the same total",
+    )
+    parser.add_argument(
         "--reuse-a",
         action="store_true",
         help="take (a) from WORK/a/prune.json (same budget) instead of searching again",
@@ -69,6 +77,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     margin = args.margin if args.margin == "auto" else float(args.margin)
+    final_epochs = args.epochs - 2 * args.step_epochs  # the searches' 3 steps: the same total epochs
+    if final_epochs < 1:
+        parser.error("--step-epochs leaves no final epochs: at most (--epochs - 1) / 2")
 
     from edgeprune.api import prune_to_budget, resolve_target
     from edgeprune.data import make_synthetic_dataset
@@ -125,7 +136,7 @@ def main() -> None:
         outcome = timed(
             "a-search",
             lambda: prune_to_budget(
-                base_ckpt, target, budget_ms=budget, data=data, epochs=args.epochs, steps=3, out=work / "a",
+                base_ckpt, target, budget_ms=budget, data=data, epochs=final_epochs, step_epochs=args.step_epochs, steps=3, out=work / "a",
                 margin=margin, distill=args.distill, train_overrides=FINETUNE_TRAINING,
                 say=lambda line: print(line, flush=True),
             ),
@@ -180,14 +191,15 @@ def main() -> None:
         matched = timed(
             "a-at-c-search",
             lambda: prune_to_budget(
-                base_ckpt, target, budget_ms=budget_c, data=data, epochs=args.epochs, steps=3,
+                base_ckpt, target, budget_ms=budget_c, data=data, epochs=final_epochs, step_epochs=args.step_epochs, steps=3,
                 out=work / "a-at-c", distill=args.distill, train_overrides=FINETUNE_TRAINING,
                 say=lambda line: print(line, flush=True),
             ),
         )  # fmt: skip
-        arms[f"(a@c) budget search at (c)'s latency{', distilled' if args.distill else ''}"] = (
-            matched.checkpoint
+        how = (", distilled" if args.distill else "") + (
+            f", {args.step_epochs}/step" if args.step_epochs else ""
         )
+        arms[f"(a@c) budget search at (c)'s latency{how}"] = matched.checkpoint
     rows, calls = [], {}
     for i, (name, ckpt) in enumerate(arms.items()):
         det = load_model(ckpt)
@@ -255,6 +267,7 @@ def main() -> None:
         out = {
             "budget_ms": budget, "baseline_ms": base_ms, "rows": rows, "search": search, "seconds": seconds,
             "profile_separate": separate, "margin": args.margin, "distill": args.distill,
+            "step_epochs": args.step_epochs, "final_epochs": final_epochs,
             "probe_error_median": float(np.median(probe_errors)), "probe_error_max": float(max(probe_errors)),
             "matched_small": matched.report["search"] if matched else None,
             "base_epochs": args.base_epochs, "epochs": args.epochs,
