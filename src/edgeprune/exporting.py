@@ -153,8 +153,17 @@ class ArtifactMeter:
         inputs = session.random_inputs()
         return lambda: session(*inputs)
 
+    def _per_round(self, rounds: dict[str, list[list[float]]], name: str) -> tuple[float, list[float]]:
+        """Of rounds timed against the reference: the median over rounds of ``name`` / reference at
+        the budget's percentile, and the reference's latency in each round."""
+        from edgeprune.profiling import LatencyStats
+
+        ref = [LatencyStats.from_samples(r).get(self.percentile) for r in rounds["reference"]]
+        own = [LatencyStats.from_samples(r).get(self.percentile) for r in rounds[name]]
+        return float(np.median([o / r for o, r in zip(own, ref, strict=True)])), ref
+
     def __call__(self, detector: Detector, name: str) -> float:
-        from edgeprune.profiling import LatencyStats, measure_profiled, sample_interleaved
+        from edgeprune.profiling import measure_profiled, sample_interleaved
 
         artifact = self._export(detector, name)
         call = self._load(artifact)
@@ -167,9 +176,7 @@ class ArtifactMeter:
                 {"reference": self._reference, "candidate": call}, rounds=self.rounds, warmup=self.warmup,
                 warmup_s=self.target.profiling.warmup_s, iterations=self.iterations, min_time_s=self.round_s,
             )  # fmt: skip
-            ref = [LatencyStats.from_samples(r).get(self.percentile) for r in rounds["reference"]]
-            cand = [LatencyStats.from_samples(r).get(self.percentile) for r in rounds["candidate"]]
-            ratio = float(np.median([c / r for c, r in zip(cand, ref, strict=True)]))
+            ratio, ref = self._per_round(rounds, "candidate")
             self.reference_timings += ref
             _remove_artifact(artifact)
         self.reference_ms = float(np.median(self.reference_timings))
@@ -201,9 +208,7 @@ class ArtifactMeter:
         stats = LatencyStats.from_samples([x for r in timed["final"] for x in r])
         if "reference" not in timed:
             return Check(stats)
-        final = [LatencyStats.from_samples(r).get(self.percentile) for r in timed["final"]]
-        ref = [LatencyStats.from_samples(r).get(self.percentile) for r in timed["reference"]]
-        ratio = float(np.median([f / r for f, r in zip(final, ref, strict=True)]))
+        ratio, ref = self._per_round(timed, "final")
         return Check(stats, float(np.median(ref)), ratio)
 
 
