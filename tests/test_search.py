@@ -172,8 +172,8 @@ def test_auto_margin_aims_as_far_under_the_budget_as_the_baseline_ran_slow(tmp_p
     timings: list[float] = []
     lines: list[str] = []
 
-    def meter(d, name):  # the baseline's timings so far: 10 ms, and 25% slower one time in four
-        timings.extend([10.0, 10.0, 10.0, 12.5])
+    def meter(d, name):  # the baseline's timings so far: its latency, and 25% slower one time in four
+        timings.extend([base, base, base, base * 1.25])
         return 10.0 + d.count(64)["macs"] / 1e6
 
     config = SearchConfig(budget_ms=base * 0.6, steps=2, margin="auto")
@@ -182,16 +182,71 @@ def test_auto_margin_aims_as_far_under_the_budget_as_the_baseline_ran_slow(tmp_p
         say=lines.append,
     )  # fmt: skip
     fraction = auto_margin(timings)
-    assert fraction == pytest.approx(0.2)  # p90 12.5 over median 10
+    assert fraction == pytest.approx(0.2)  # p90 1.25x the median
     assert steps[-1].measured_ms <= config.budget_ms * (1 - fraction) * (1 + config.tolerance)
     # met also when the machine runs 25% slower, as one timing of the baseline in four did
     assert steps[-1].measured_ms * 1.25 <= config.budget_ms * (1 + config.tolerance)
     assert any("under the budget: the baseline's timings so far ran up to 1.25x" in line for line in lines)
 
 
+def test_speedup_budget_follows_the_baseline_when_the_machine_slows(tmp_path):
+    det = load_model("yolov8n.yaml", nc=6)
+    base = 10.0 + det.count(64)["macs"] / 1e6
+
+    def run(config, out):
+        timings: list[float] = []
+
+        def meter(d, name):  # as ArtifactMeter: the baseline timed again in each of 6 rounds, and
+            # the candidate reported as the median of those timings x its true ratio to the baseline
+            slow = 1.0 if not timings else 1.3  # the machine runs 30% slower after the first timing
+            timings.extend([base * slow] * (1 if not timings else 6))
+            return sorted(timings)[len(timings) // 2] * (10.0 + d.count(64)["macs"] / 1e6) / base
+
+        pruned, steps, _, _, _ = search_budget(
+            det, config, meter=meter, round_to=8, imgsz=64, out=out, reference_timings=lambda: timings,
+            say=lambda _: None,
+        )  # fmt: skip
+        return (10.0 + pruned.count(64)["macs"] / 1e6) / base  # the true ratio, free of the machine
+
+    by_speedup = run(SearchConfig(budget_ms=None, speedup=2.0, steps=1), tmp_path / "speedup")
+    by_ms = run(SearchConfig(budget_ms=base / 2, steps=1), tmp_path / "ms")
+    tol = SearchConfig(budget_ms=1).tolerance
+    # 2x faster than the baseline as it runs now: neither missed, nor overshot for the machine's sake
+    assert 0.5 * 0.97 * (1 - 3 * tol) <= by_speedup <= 0.5 * (1 + tol)
+    # a budget in ms is a fixed number: the slower machine makes the search prune further
+    assert by_ms <= 0.5 / 1.3 * (1 + tol) < by_speedup
+    with pytest.raises(EdgepruneError, match="one of the two"):
+        SearchConfig(budget_ms=5, speedup=2).check()
+    with pytest.raises(EdgepruneError, match="one of the two"):
+        SearchConfig(budget_ms=None).check()
+    with pytest.raises(EdgepruneError, match="--speedup must be > 1"):
+        SearchConfig(budget_ms=None, speedup=0.5).check()
+
+
+def test_speedup_is_judged_against_the_baseline_timed_alongside_the_final_check(tmp_path):
+    from edgeprune.api import prune_to_budget, resolve_target
+
+    t = resolve_target("cpu-ort-fp32", imgsz=64).with_overrides(
+        threads=1, profiling={"warmup": 1, "warmup_s": 0, "iterations": 5, "min_time_s": 0}
+    )
+    lines: list[str] = []
+    outcome = prune_to_budget("yolov8n.yaml", t, speedup=1.5, steps=1, out=tmp_path, say=lines.append)
+    report, search = outcome.report, outcome.report["search"]
+    assert search["speedup"] == 1.5 and search["config"]["budget_ms"] is None
+    # in the search, the baseline's median timing / 1.5; at the end, its timing alongside the check / 1.5
+    assert search["budget_ms_in_search"] == pytest.approx(search["reference_ms"] / 1.5)
+    assert report["budget"]["latency_ms"] == pytest.approx(search["reference_ms_final"] / 1.5)
+    assert outcome.passed == (search["measured_ms_final"] <= report["budget"]["latency_ms"])
+    assert "(1.5x faster)" in lines[0] and "speed-up 1.5x: the budget is the baseline's" in outcome.message
+    assert report["result"]["macs"] < report["baseline"]["macs"]
+    assert load_model(outcome.checkpoint).count(64)["macs"] == report["result"]["macs"]
+
+
 def test_ratio_and_budget_exclude_each_other(tmp_path):
     r = run_cli("prune", "yolov8n.yaml", "-t", "cpu-ort-fp32", "--ratio", "0.3", "--budget-ms", "5")
-    assert r.returncode == 1 and "exclude each other" in r.stderr
+    assert r.returncode == 1 and "--ratio excludes --budget-ms and --speedup" in r.stderr
+    r = run_cli("prune", "yolov8n.yaml", "-t", "cpu-ort-fp32", "--budget-ms", "5", "--speedup", "2")
+    assert r.returncode == 1 and "--budget-ms and --speedup exclude each other" in r.stderr
 
 
 def test_budget_search_fine_tunes_with_distillation_between_steps(tmp_path, tiny_data):

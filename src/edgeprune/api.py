@@ -165,6 +165,7 @@ def prune_to_budget(
     target: Target | str | Path,
     *,
     budget_ms: float | None = None,
+    speedup: float | None = None,
     data: str | Path | None = None,
     epochs: int = 0,
     step_epochs: int = 0,
@@ -187,8 +188,13 @@ def prune_to_budget(
     say: Any = print,
 ) -> BudgetOutcome:
     """Prune ``model`` until its artifact, measured on the target's runtime and precision, meets
-    ``budget_ms`` (default: the target's budget) at the target's percentile.
+    ``budget_ms`` (default: the target's budget) at the target's percentile; or, with ``speedup``,
+    runs that many times faster than the unpruned model measured the same way.
 
+    A ``speedup`` budget is read against the baseline timed again alongside every candidate and
+    alongside the final check, so a machine running faster or slower as a whole moves the budget in
+    ms with it (the report gives the budget in ms as of the final check), while an absolute
+    ``budget_ms`` holds the model to a fixed number as ``edgeprune profile`` does.
     ``steps`` pruning steps walk the latency down to the budget; ``step_epochs`` fine-tune after
     each step, ``epochs`` after the last (both need ``data``), with knowledge distillation from the
     unpruned model if ``distill``. The search aims ``margin`` under the budget: a fraction, or
@@ -205,14 +211,20 @@ def prune_to_budget(
     from edgeprune.pruning.search import SearchConfig, search_budget
 
     t = resolve_target(target, imgsz=imgsz)
-    budget = float(budget_ms if budget_ms is not None else t.budget.latency_ms)
+    if budget_ms is not None and speedup is not None:
+        raise EdgepruneError(
+            "--budget-ms and --speedup exclude each other: a latency, or a ratio to the baseline's"
+        )
+    budget = (
+        None if speedup is not None else float(budget_ms if budget_ms is not None else t.budget.latency_ms)
+    )
     percentile = t.budget.percentile
     importance = importance or ("taylor" if data is not None else "l2")
     _check_tuning(data, epochs + step_epochs)
     if distill and data is None:
         raise EdgepruneError("distillation fine-tunes: it needs --data and --epochs")
     config = SearchConfig(
-        budget_ms=budget, percentile=percentile, steps=steps, importance=importance,
+        budget_ms=budget, speedup=speedup, percentile=percentile, steps=steps, importance=importance,
         max_layer_ratio=max_layer_ratio, margin=margin, step_epochs=step_epochs, final_epochs=epochs,
         distill=distill,
     )  # fmt: skip
@@ -261,12 +273,19 @@ def prune_to_budget(
     )  # fmt: skip
     if not steps_done and epochs > 0:
         finetune(pruned, epochs, "final")
+    # the baseline's latency in the search's frame: the median of its timings (the first one with a
+    # meter that does not time it again)
+    reference_ms = getattr(meter, "reference_ms", None)
+    budget_search = budget if speedup is None else (reference_ms or baseline["measured_ms"]) / speedup
     checkpoint = pruned.save(
-        out / "pruned.pt", {"budget_ms": budget, "target": t.name, "steps": len(steps_done)}
+        out / "pruned.pt",
+        {"budget_ms": budget_search, "speedup": speedup, "target": t.name, "steps": len(steps_done)},
     )
     final = export_detector(pruned, t, out, "pruned", calib=calib)
     check = _final_check(final.artifact, t, meter, remote=host is not None)
     stats, reference_now = check.stats, check.reference_ms
+    # a speed-up is judged against the baseline as timed alongside the final check, where it was
+    budget = budget if speedup is None else (reference_now or budget_search * speedup) / speedup
     verdict = judge(stats, budget, percentile)
     # the search's last timing of this very model (against the baseline, in interleaved rounds)
     searched_ms = steps_done[-1].measured_ms if steps_done else baseline["measured_ms"]
@@ -277,7 +296,6 @@ def prune_to_budget(
     # run everything faster or slower by now. The final artifact timed in rounds against the
     # baseline gives its latency in that frame, so the latency model's error is told apart from the
     # machine's (the verdict uses final_ms as measured).
-    reference_ms = getattr(meter, "reference_ms", None)
     drift = reference_now / reference_ms if reference_now and reference_ms else None
     in_frame = check.in_frame(reference_ms)
     error = abs(predicted - (in_frame or final_ms)) / (in_frame or final_ms)
@@ -286,7 +304,7 @@ def prune_to_budget(
         metrics = evaluate(pruned)
     if verdict.passed:
         message = verdict.sentence()
-    elif searched_ms <= budget:  # not a limit of pruning: two timings of one model disagree
+    elif searched_ms <= budget_search:  # not a limit of pruning: two timings of one model disagree
         message = (
             f"budget not met on the final check: {final_ms:.2f} ms {percentile} on its own (budget "
             f"{budget:.2f} ms), while the search timed this model at {searched_ms:.2f} ms against the baseline; "
@@ -299,8 +317,15 @@ def prune_to_budget(
             f"(budget {budget:.2f} ms) with {counts['params'] / 1e6:.2f}M params and "
             f"{counts['macs'] / 1e9:.2f} GMACs at {t.imgsz} px; kept: {checkpoint}, {final.artifact}"
         )
+    if speedup is not None:
+        message += (
+            f" (speed-up {speedup:g}x: the budget is the baseline's {budget * speedup:.2f} ms, timed alongside "
+            f"the final check, / {speedup:g}; the verdict of `edgeprune profile` uses the target's budget instead)"
+        )
     search_block = {
         "config": {k: v for k, v in config.__dict__.items()},
+        "speedup": speedup,
+        "budget_ms_in_search": budget_search,  # with a speed-up: the baseline's median timing / speedup
         "steps": [s.__dict__ for s in steps_done],
         "probes": [p_.__dict__ for p_ in probes],
         "latency_points": latency_model.points,

@@ -22,9 +22,9 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
     if args.ratio is None:
         return _prune_to_budget(args)
-    if args.budget_ms is not None:
+    if args.budget_ms is not None or args.speedup is not None:
         raise EdgepruneError(
-            "--ratio and --budget-ms exclude each other: a fixed ratio, or a search to a budget"
+            "--ratio excludes --budget-ms and --speedup: a fixed ratio, or a search to a budget"
         )
     outcome = prune(
         args.model,
@@ -71,7 +71,7 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
     if args.allocation != "global":
         print("note: the budget search ranks channels globally (--allocation is ignored)")
     outcome = prune_to_budget(
-        args.model, args.target, budget_ms=args.budget_ms, data=args.data, epochs=args.epochs,
+        args.model, args.target, budget_ms=args.budget_ms, speedup=args.speedup, data=args.data, epochs=args.epochs,
         step_epochs=args.step_epochs, steps=args.steps, importance=args.importance, margin=args.margin,
         max_layer_ratio=0.6 if args.max_layer_ratio is None else args.max_layer_ratio, distill=args.distill,
         calib=args.calib, imgsz=args.imgsz, batch=args.batch, out=args.out, resume=args.resume,
@@ -294,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget-ms",
         type=float,
         help="latency to meet, measured on the target's runtime and precision (default: the target's budget)",
+    )
+    p.add_argument(
+        "--speedup",
+        type=float,
+        help="instead of --budget-ms: run this many times faster than the unpruned model, both measured on "
+        "the target's runtime and precision, side by side (e.g. 2)",
     )
     p.add_argument("--steps", type=int, default=3, help="budget search: pruning steps (default 3)")
     p.add_argument(

@@ -56,6 +56,9 @@ class SearchConfig:
 
     Attributes:
         budget_ms: the latency to meet, at ``percentile``.
+        speedup: instead of ``budget_ms``: the budget is the baseline's latency divided by this,
+            the baseline timed again with every candidate (the median of its timings so far), so
+            that a machine running faster or slower as a whole does not move the goal.
         percentile: ``p50``, ``p90``, ``p99`` or ``mean``.
         steps: pruning steps from the baseline to the budget (fine-tuning after each).
         importance: channel criterion (``l1``, ``l2``, ``bn``, ``taylor``, ``lamp``, ``random``).
@@ -77,8 +80,9 @@ class SearchConfig:
             0: never), before that step's fine-tuning, evaluation and the next step's ranking.
     """
 
-    budget_ms: float
+    budget_ms: float | None
     percentile: str = "p50"
+    speedup: float | None = None
     steps: int = 3
     importance: str = "l2"
     max_layer_ratio: float = 0.6
@@ -96,8 +100,16 @@ class SearchConfig:
     bn_images: int = 256
 
     def check(self) -> None:
-        if not self.budget_ms > 0:
+        if (self.budget_ms is None) == (self.speedup is None):
+            raise EdgepruneError(
+                "give a latency budget or a speed-up, one of the two (--budget-ms, --speedup)"
+            )
+        if self.budget_ms is not None and not self.budget_ms > 0:
             raise EdgepruneError(f"--budget-ms must be > 0, got {self.budget_ms}")
+        if self.speedup is not None and not self.speedup > 1:
+            raise EdgepruneError(
+                f"--speedup must be > 1 (times faster than the baseline), got {self.speedup}"
+            )
         if self.steps < 1 or self.probes_per_step < 1:
             raise EdgepruneError("steps and probes_per_step must be >= 1")
         if self.margin != "auto" and (isinstance(self.margin, str) or not 0 <= self.margin < 0.5):
@@ -278,8 +290,32 @@ def search_budget(
             return float(config.margin)
         return auto_margin(reference_timings() if reference_timings is not None else [])
 
+    def reference_now() -> float:
+        """The baseline's latency in the meter's frame: the median of its timings so far (the meter
+        reports a candidate as that x the candidate's ratio to the baseline), or its one timing."""
+        timings = reference_timings() if reference_timings is not None else []
+        return float(np.median(timings)) if timings else baseline_ms
+
+    def budget_now() -> float:
+        """The budget in the meter's frame: given, or the baseline's latency over the speed-up."""
+        return float(config.budget_ms) if config.speedup is None else reference_now() / config.speedup
+
     def goal_now() -> float:
-        return config.budget_ms * (1 - margin()) * correction
+        return budget_now() * (1 - margin()) * correction
+
+    def step_goal() -> float:
+        """Step ``k``'s goal in the meter's frame now: the planned steps walk from the baseline's
+        latency to the final goal in equal parts."""
+        if k > planned:
+            return goal_now()
+        return reference_now() - (reference_now() - goal_now()) * k / planned
+
+    def timed(candidate: Detector, name: str) -> float:
+        """``meter``, keeping the latency model's baseline point in the meter's frame: the baseline's
+        first timing was alone, and a machine running faster or slower since moves the frame."""
+        ms = meter(candidate, name)
+        model.points[0] = (model.points[0][0], reference_now())
+        return ms
 
     model = LatencyModel()
     steps: list[StepRecord] = []
@@ -312,7 +348,8 @@ def search_budget(
         model.add(base_counts["macs"], baseline_ms)
         say(
             f"baseline: {base_counts['params'] / 1e6:.2f}M params, {base_counts['macs'] / 1e9:.2f} GMACs, "
-            f"{baseline_ms:.2f} ms {config.percentile} measured; budget {config.budget_ms:.2f} ms"
+            f"{baseline_ms:.2f} ms {config.percentile} measured; budget {budget_now():.2f} ms"
+            + (f" ({config.speedup:g}x faster)" if config.speedup else "")
         )
     baseline_ms = baseline["measured_ms"]
     last_ms = steps[-1].measured_ms if steps else baseline_ms
@@ -335,12 +372,9 @@ def search_budget(
                 f"step {k}: aiming at {goal_final:.2f} ms, {margin():.0%} under the budget: the baseline's "
                 f"timings so far ran up to {1 / (1 - margin()):.2f}x their median (p90)"
             )
-        if k <= planned:
-            goal = baseline_ms - (baseline_ms - goal_final) * k / planned
-        else:
-            goal = goal_final
         t_step = time.perf_counter()
-        candidate, probe = _step(current, k, goal, config, model, round_to, imgsz, data, meter, say)
+        candidate, probe = _step(current, k, step_goal, config, model, round_to, imgsz, data, timed, say)
+        goal = step_goal()
         probes += probe
         if candidate is None:
             say(f"step {k}: no channel left to remove within the per-layer limits; stopping")
@@ -390,14 +424,14 @@ def search_budget(
         eta = f"about {left / 60:.0f} min left" if left >= 120 else f"about {left:.0f} s left"
         say(
             f"step {k}/{planned}: {measured:.2f} ms measured (predicted {predicted:.2f}) vs budget "
-            f"{config.budget_ms:.2f} ms; {counts['params'] / 1e6:.2f}M params{acc}; {eta}"
+            f"{budget_now():.2f} ms; {counts['params'] / 1e6:.2f}M params{acc}; {eta}"
         )
         if last_step:
             break
         if k >= planned and not corrected:
             say(
                 f"step {k}: {measured:.2f} ms is above the goal of {goal_final:.2f} ms ({margin():.0%} under the "
-                f"budget of {config.budget_ms:.2f}); one more step"
+                f"budget of {budget_now():.2f}); one more step"
             )
     return current, steps, probes, model, baseline
 
@@ -405,7 +439,7 @@ def search_budget(
 def _step(
     current: Detector,
     k: int,
-    goal: float,
+    goal_of: Callable[[], float],
     config: SearchConfig,
     model: LatencyModel,
     round_to: int,
@@ -414,7 +448,8 @@ def _step(
     meter: Meter,
     say: Callable[[str], None],
 ) -> tuple[tuple[Detector, float, dict[str, int], float, float] | None, list[Probe]]:
-    """Choose, measure and correct this step's ratio; returns the accepted candidate."""
+    """Choose, measure and correct this step's ratio; returns the accepted candidate. ``goal_of()``
+    is the step's goal now (it moves with the baseline's timings when the budget is a speed-up)."""
     cache: dict[float, tuple[Detector, dict[str, int]]] = {}
     current_macs = current.count(imgsz)["macs"]
 
@@ -434,11 +469,13 @@ def _step(
     probes: list[Probe] = []
     best: tuple[Detector, float, dict[str, int], float, float] | None = None
     for _ in range(config.probes_per_step):
+        goal = goal_of()
         ratio = _ratio_for(goal, model, candidate, hi)
         cand, counts = candidate(ratio)
         predicted = model.predict(counts["macs"])
         measured = meter(cand, f"step{k}-r{ratio:.3f}")
         model.add(counts["macs"], measured)
+        goal = goal_of()
         probes.append(Probe(k, ratio, counts["params"], counts["macs"], predicted, measured))
         say(
             f"  step {k} probe: ratio {ratio:.3f} -> {counts['macs'] / 1e9:.2f} GMACs, "
