@@ -1,7 +1,7 @@
 """Budget search against the two obvious alternatives, at the same latency budget and fine-tuning.
 
     .venv/bin/python benchmarks/budget_search.py [--base-epochs 120] [--epochs 40] [--work bench-budget]
-        [--margin auto] [--match-small] [--distill] [--step-epochs 0] [--reuse-a]
+        [--margin auto] [--match-small] [--distill] [--step-epochs 0] [--cost none] [--reuse-a]
         [--json benchmarks/results/budget_search.json]
 
 On the synthetic set (the demo's: 400 train / 100 val images at 160 px, 6 classes):
@@ -17,8 +17,10 @@ On the synthetic set (the demo's: 400 train / 100 val images at 160 px, 6 classe
        on the ratio, each candidate exported and timed against the baseline), then ``--epochs``;
    (c) YOLOv8n, the next smaller official size, trained from scratch for ``--base-epochs +
        --epochs`` epochs (the same total as the pruned models saw);
-   (a@c), with ``--match-small``: the same search with (c)'s measured latency for budget and the
-       default 3% margin: the pruned YOLOv8s against YOLOv8n at YOLOv8n's own speed;
+   (a@c), with ``--match-small``: the same search with ``--speedup`` at (c)'s ratio to the
+       baseline (both artifacts timed alternately, as ``edgeprune profile`` times) and the default
+       3% margin: the pruned YOLOv8s against YOLOv8n at YOLOv8n's own speed, whatever the speed of
+       the machine in the meantime;
 3. every final artifact timed in one interleaved run (so the latencies compare under one load),
    mAP50-95 from Ultralytics' validator, and (a)'s predicted vs measured latency;
 4. (a)'s artifact re-measured five times by ``edgeprune profile`` in separate processes, each
@@ -69,9 +71,14 @@ def main() -> None:
         "--epochs minus 2x this after it: the same total",
     )
     parser.add_argument(
+        "--cost",
+        default="none",
+        help="the searches' global ranking: none (importance alone) or macs (per MAC)",
+    )
+    parser.add_argument(
         "--reuse-a",
         action="store_true",
-        help="take (a) from WORK/a/prune.json (same budget) instead of searching again",
+        help="take (a) from WORK/a/prune.json (same budget, whatever its --cost) instead of searching again",
     )
     parser.add_argument("--work", type=Path, default=Path("bench-budget"))
     parser.add_argument("--json", type=Path)
@@ -137,7 +144,7 @@ def main() -> None:
             "a-search",
             lambda: prune_to_budget(
                 base_ckpt, target, budget_ms=budget, data=data, epochs=final_epochs, step_epochs=args.step_epochs, steps=3, out=work / "a",
-                margin=margin, distill=args.distill, train_overrides=FINETUNE_TRAINING,
+                margin=margin, distill=args.distill, cost=args.cost, train_overrides=FINETUNE_TRAINING,
                 say=lambda line: print(line, flush=True),
             ),
         )  # fmt: skip
@@ -180,24 +187,30 @@ def main() -> None:
 
     arms = {
         "baseline YOLOv8s": base_ckpt,
-        f"(a) edgeprune budget search, margin {args.margin}": outcome.checkpoint,
+        f"(a) edgeprune budget search, margin {args.margin}, cost {outcome.report['search']['config'].get('cost', 'none')}": outcome.checkpoint,
         f"(b) uniform L2 at ratio {ratio_b:.3f}": uniform_ckpt,
         f"(c) YOLOv8n, {args.base_epochs + args.epochs} epochs": small_ckpt,
     }
-    matched = None
-    if args.match_small:  # (a@c): the search with (c)'s latency, timed against the baseline now, for budget
-        budget_c = round(meter(load_model(small_ckpt), "yolov8n"), 3)
-        print(f"(a@c): budget {budget_c:.3f} ms, YOLOv8n's latency measured against the baseline", flush=True)
+    matched, speedup_c = None, None
+    if args.match_small:  # (a@c): the search at (c)'s speed-up over the baseline, timed side by side
+        small_artifact = export_detector(load_model(small_ckpt), target, work / "probes", "yolov8n").artifact
+        ratio_c = meter.check(small_artifact, rounds=5).ratio
+        speedup_c = round(1 / ratio_c, 3)
+        print(
+            f"(a@c): speed-up {speedup_c:.3f}: YOLOv8n runs {ratio_c:.3f}x the baseline's latency", flush=True
+        )
         matched = timed(
             "a-at-c-search",
             lambda: prune_to_budget(
-                base_ckpt, target, budget_ms=budget_c, data=data, epochs=final_epochs, step_epochs=args.step_epochs, steps=3,
-                out=work / "a-at-c", distill=args.distill, train_overrides=FINETUNE_TRAINING,
+                base_ckpt, target, speedup=speedup_c, data=data, epochs=final_epochs, step_epochs=args.step_epochs, steps=3,
+                out=work / "a-at-c", distill=args.distill, cost=args.cost, train_overrides=FINETUNE_TRAINING,
                 say=lambda line: print(line, flush=True),
             ),
         )  # fmt: skip
-        how = (", distilled" if args.distill else "") + (
-            f", {args.step_epochs}/step" if args.step_epochs else ""
+        how = (
+            (", distilled" if args.distill else "")
+            + (", per MAC" if args.cost == "macs" else "")
+            + (f", {args.step_epochs}/step" if args.step_epochs else "")
         )
         arms[f"(a@c) budget search at (c)'s latency{how}"] = matched.checkpoint
     rows, calls = [], {}
@@ -267,9 +280,10 @@ def main() -> None:
         out = {
             "budget_ms": budget, "baseline_ms": base_ms, "rows": rows, "search": search, "seconds": seconds,
             "profile_separate": separate, "margin": args.margin, "distill": args.distill,
-            "step_epochs": args.step_epochs, "final_epochs": final_epochs,
+            "step_epochs": args.step_epochs, "final_epochs": final_epochs, "cost": args.cost,
             "probe_error_median": float(np.median(probe_errors)), "probe_error_max": float(max(probe_errors)),
             "matched_small": matched.report["search"] if matched else None,
+            "matched_small_speedup": speedup_c if matched else None,
             "base_epochs": args.base_epochs, "epochs": args.epochs,
             "environment": collect_environment(get_runtime(target.runtime).environment(), 1),
         }  # fmt: skip
