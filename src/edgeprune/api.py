@@ -325,6 +325,7 @@ def prune_to_budget(
     search_block = {
         "config": {k: v for k, v in config.__dict__.items()},
         "speedup": speedup,
+        "round_to": t.round_to,  # every pruned width is a multiple of this
         "budget_ms_in_search": budget_search,  # with a speed-up: the baseline's median timing / speedup
         "steps": [s.__dict__ for s in steps_done],
         "probes": [p_.__dict__ for p_ in probes],
