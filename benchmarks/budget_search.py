@@ -1,7 +1,7 @@
 """Budget search against the two obvious alternatives, at the same latency budget and fine-tuning.
 
     .venv/bin/python benchmarks/budget_search.py [--base-epochs 120] [--epochs 40] [--work bench-budget]
-        [--margin auto] [--match-small] [--distill] [--step-epochs 0] [--cost none] [--reuse-a]
+        [--margin auto] [--match-small] [--distill] [--step-epochs 0] [--reuse-a]
         [--json benchmarks/results/budget_search.json]
 
 On the synthetic set (the demo's: 400 train / 100 val images at 160 px, 6 classes):
@@ -71,14 +71,9 @@ def main() -> None:
         "--epochs minus 2x this after it: the same total",
     )
     parser.add_argument(
-        "--cost",
-        default="none",
-        help="the searches' global ranking: none (importance alone) or macs (per MAC)",
-    )
-    parser.add_argument(
         "--reuse-a",
         action="store_true",
-        help="take (a) from WORK/a/prune.json (same budget, whatever its --cost) instead of searching again",
+        help="take (a) from WORK/a/prune.json (same budget and round_to) instead of searching again",
     )
     parser.add_argument("--work", type=Path, default=Path("bench-budget"))
     parser.add_argument("--json", type=Path)
@@ -133,7 +128,9 @@ def main() -> None:
     # (a) edgeprune's search
     kept_a = work / "a" / "prune.json"
     report_a = json.loads(kept_a.read_text()) if args.reuse_a and kept_a.is_file() else {}
-    if report_a.get("budget", {}).get("latency_ms") == budget:
+    if report_a.get("budget", {}).get("latency_ms") == budget and (
+        report_a["search"].get("round_to") == target.round_to
+    ):
         print(f"(a) reused from {kept_a}", flush=True)
         outcome = SimpleNamespace(
             report=report_a, checkpoint=Path(report_a["result"]["checkpoint"]),
@@ -144,7 +141,7 @@ def main() -> None:
             "a-search",
             lambda: prune_to_budget(
                 base_ckpt, target, budget_ms=budget, data=data, epochs=final_epochs, step_epochs=args.step_epochs, steps=3, out=work / "a",
-                margin=margin, distill=args.distill, cost=args.cost, train_overrides=FINETUNE_TRAINING,
+                margin=margin, distill=args.distill, train_overrides=FINETUNE_TRAINING,
                 say=lambda line: print(line, flush=True),
             ),
         )  # fmt: skip
@@ -157,7 +154,8 @@ def main() -> None:
 
     uniform_ckpt, uniform_record = work / "b" / "uniform.pt", work / "b" / "uniform.json"
     kept = json.loads(uniform_record.read_text()) if uniform_record.is_file() else {}
-    if kept.get("budget_ms") == budget and kept.get("epochs") == args.epochs and uniform_ckpt.is_file():
+    same = {"budget_ms": budget, "epochs": args.epochs, "round_to": target.round_to}
+    if all(kept.get(k) == v for k, v in same.items()) and uniform_ckpt.is_file():
         ratio_b = kept["ratio"]  # (b) does not depend on the search: reused by later runs at this budget
         print(f"(b) reused: uniform ratio {ratio_b:.3f} from {uniform_record}", flush=True)
     else:
@@ -180,14 +178,14 @@ def main() -> None:
             ),
         )  # fmt: skip
         uniform.save(uniform_ckpt)
-        uniform_record.write_text(json.dumps({"budget_ms": budget, "epochs": args.epochs, "ratio": ratio_b}))
+        uniform_record.write_text(json.dumps({**same, "ratio": ratio_b}))
 
     # (c) the next smaller official size, trained for the same total epochs
     small_ckpt = trained("yolov8n.yaml", args.base_epochs + args.epochs, "yolov8n-scratch")
 
     arms = {
         "baseline YOLOv8s": base_ckpt,
-        f"(a) edgeprune budget search, margin {args.margin}, cost {outcome.report['search']['config'].get('cost', 'none')}": outcome.checkpoint,
+        f"(a) edgeprune budget search, margin {args.margin}": outcome.checkpoint,
         f"(b) uniform L2 at ratio {ratio_b:.3f}": uniform_ckpt,
         f"(c) YOLOv8n, {args.base_epochs + args.epochs} epochs": small_ckpt,
     }
@@ -203,14 +201,12 @@ def main() -> None:
             "a-at-c-search",
             lambda: prune_to_budget(
                 base_ckpt, target, speedup=speedup_c, data=data, epochs=final_epochs, step_epochs=args.step_epochs, steps=3,
-                out=work / "a-at-c", distill=args.distill, cost=args.cost, train_overrides=FINETUNE_TRAINING,
+                out=work / "a-at-c", distill=args.distill, train_overrides=FINETUNE_TRAINING,
                 say=lambda line: print(line, flush=True),
             ),
         )  # fmt: skip
-        how = (
-            (", distilled" if args.distill else "")
-            + (", per MAC" if args.cost == "macs" else "")
-            + (f", {args.step_epochs}/step" if args.step_epochs else "")
+        how = (", distilled" if args.distill else "") + (
+            f", {args.step_epochs}/step" if args.step_epochs else ""
         )
         arms[f"(a@c) budget search at (c)'s latency{how}"] = matched.checkpoint
     rows, calls = [], {}
@@ -280,7 +276,7 @@ def main() -> None:
         out = {
             "budget_ms": budget, "baseline_ms": base_ms, "rows": rows, "search": search, "seconds": seconds,
             "profile_separate": separate, "margin": args.margin, "distill": args.distill,
-            "step_epochs": args.step_epochs, "final_epochs": final_epochs, "cost": args.cost,
+            "step_epochs": args.step_epochs, "final_epochs": final_epochs,
             "probe_error_median": float(np.median(probe_errors)), "probe_error_max": float(max(probe_errors)),
             "matched_small": matched.report["search"] if matched else None,
             "matched_small_speedup": speedup_c if matched else None,
