@@ -80,7 +80,7 @@ class SearchConfig:
             0: never), before that step's fine-tuning, evaluation and the next step's ranking.
     """
 
-    budget_ms: float | None
+    budget_ms: float | None = None
     percentile: str = "p50"
     speedup: float | None = None
     steps: int = 3
