@@ -276,7 +276,7 @@ def prune_to_budget(
     # the baseline's latency in the search's frame: the median of its timings (the first one with a
     # meter that does not time it again)
     reference_ms = getattr(meter, "reference_ms", None)
-    budget_search = budget if speedup is None else (reference_ms or baseline["measured_ms"]) / speedup
+    budget_search = config.budget_at(reference_ms or baseline["measured_ms"])
     checkpoint = pruned.save(
         out / "pruned.pt",
         {"budget_ms": budget_search, "speedup": speedup, "target": t.name, "steps": len(steps_done)},
@@ -285,7 +285,7 @@ def prune_to_budget(
     check = _final_check(final.artifact, t, meter, remote=host is not None)
     stats, reference_now = check.stats, check.reference_ms
     # a speed-up is judged against the baseline as timed alongside the final check, where it was
-    budget = budget if speedup is None else (reference_now or budget_search * speedup) / speedup
+    budget = config.budget_at(reference_now or reference_ms or baseline["measured_ms"])
     verdict = judge(stats, budget, percentile)
     # the search's last timing of this very model (against the baseline, in interleaved rounds)
     searched_ms = steps_done[-1].measured_ms if steps_done else baseline["measured_ms"]

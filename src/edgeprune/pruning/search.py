@@ -118,6 +118,11 @@ class SearchConfig:
             raise EdgepruneError("tolerance must be in [0, 0.5)")
         PruneConfig(0.0, self.importance, "global", self.max_layer_ratio).check(data="unchecked")
 
+    def budget_at(self, reference_ms: float) -> float:
+        """The budget in ms when the baseline runs ``reference_ms``: ``budget_ms``, or
+        ``reference_ms / speedup``."""
+        return float(self.budget_ms) if self.speedup is None else reference_ms / self.speedup
+
 
 @dataclass
 class Probe:
@@ -297,8 +302,8 @@ def search_budget(
         return float(np.median(timings)) if timings else baseline_ms
 
     def budget_now() -> float:
-        """The budget in the meter's frame: given, or the baseline's latency over the speed-up."""
-        return float(config.budget_ms) if config.speedup is None else reference_now() / config.speedup
+        """The budget in the meter's frame."""
+        return config.budget_at(reference_now())
 
     def goal_now() -> float:
         return budget_now() * (1 - margin()) * correction
