@@ -81,8 +81,7 @@ def main() -> None:
         for i, (name, det) in enumerate(models.items()):
             artifact = export_detector(det, target, tmp, f"m{i}", calib=args.calib).artifact
             session = runtime.load(artifact, threads=1)
-            inputs = session.random_inputs()
-            calls[name] = lambda s=session, x=inputs: s(*x)
+            calls[name] = session.runner()
             off, convs = off_block(det, 16)
             rows.append(
                 {"model": name, "macs": det.count(args.imgsz)["macs"], "convs_off_16": off, "convs": convs}

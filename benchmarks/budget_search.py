@@ -44,6 +44,79 @@ import numpy as np
 import yaml
 
 
+def other_arms(args, work, data, s, target, base, base_ckpt, budget, meter, trained, timed, final_epochs):
+    """(b), (c) and, with --match-small, (a@c): their checkpoints by arm name, and (a@c)'s outcome
+    and speed-up (None without it)."""
+    from edgeprune.api import prune_to_budget
+    from edgeprune.demo import FINETUNE_TRAINING
+    from edgeprune.exporting import export_detector
+    from edgeprune.models import load_model
+    from edgeprune.pruning import PruneConfig, prune_detector
+
+    # (b) uniform L2 at the ratio whose measured latency meets the budget
+    def uniform_at(ratio: float):
+        det = base.clone()
+        prune_detector(det, PruneConfig(ratio, "l2", "uniform", 0.8, target.round_to), imgsz=s.imgsz)
+        return det
+
+    uniform_ckpt, uniform_record = work / "b" / "uniform.pt", work / "b" / "uniform.json"
+    kept = json.loads(uniform_record.read_text()) if uniform_record.is_file() else {}
+    same = {"budget_ms": budget, "epochs": args.epochs, "round_to": target.round_to}
+    if all(kept.get(k) == v for k, v in same.items()) and uniform_ckpt.is_file():
+        ratio_b = kept["ratio"]  # (b) does not depend on the search: reused by later runs at this budget
+        print(f"(b) reused: uniform ratio {ratio_b:.3f} from {uniform_record}", flush=True)
+    else:
+        lo, hi, chosen = 0.0, 0.75, None
+        for _ in range(7):
+            mid = round((lo + hi) / 2, 3)
+            ms = meter.measure(uniform_at(mid), f"uniform-{mid}")
+            print(f"uniform ratio {mid:.3f}: {ms:.2f} ms", flush=True)
+            if ms <= budget:
+                hi, chosen = mid, (mid, ms)
+            else:
+                lo = mid
+        ratio_b = chosen[0] if chosen else hi
+        uniform = uniform_at(ratio_b)
+        timed(
+            "b-uniform-finetune",
+            lambda: uniform.train(
+                data, epochs=args.epochs, imgsz=s.imgsz, batch=s.batch, out_dir=work / "b", name="finetune",
+                **FINETUNE_TRAINING,
+            ),
+        )  # fmt: skip
+        uniform.save(uniform_ckpt)
+        uniform_record.write_text(json.dumps({**same, "ratio": ratio_b}))
+
+    # (c) the next smaller official size, trained for the same total epochs
+    small_ckpt = trained("yolov8n.yaml", args.base_epochs + args.epochs, "yolov8n-scratch")
+
+    arms = {
+        f"(b) uniform L2 at ratio {ratio_b:.3f}": uniform_ckpt,
+        f"(c) YOLOv8n, {args.base_epochs + args.epochs} epochs": small_ckpt,
+    }
+    matched, speedup_c = None, None
+    if args.match_small:  # (a@c): the search at (c)'s speed-up over the baseline, timed side by side
+        small_artifact = export_detector(load_model(small_ckpt), target, work / "probes", "yolov8n").artifact
+        ratio_c = meter.check(small_artifact, rounds=5).ratio
+        speedup_c = round(1 / ratio_c, 3)
+        print(
+            f"(a@c): speed-up {speedup_c:.3f}: YOLOv8n runs {ratio_c:.3f}x the baseline's latency", flush=True
+        )
+        matched = timed(
+            "a-at-c-search",
+            lambda: prune_to_budget(
+                base_ckpt, target, speedup=speedup_c, data=data, epochs=final_epochs, step_epochs=args.step_epochs, steps=3,
+                out=work / "a-at-c", distill=args.distill, train_overrides=FINETUNE_TRAINING,
+                say=lambda line: print(line, flush=True),
+            ),
+        )  # fmt: skip
+        how = (", distilled" if args.distill else "") + (
+            f", {args.step_epochs}/step" if args.step_epochs else ""
+        )
+        arms[f"(a@c) budget search at (c)'s latency{how}"] = matched.checkpoint
+    return arms, matched, speedup_c
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -75,6 +148,9 @@ def main() -> None:
         action="store_true",
         help="take (a) from WORK/a/prune.json (same budget and round_to) instead of searching again",
     )
+    parser.add_argument(
+        "--only-a", action="store_true", help="the baseline and (a) alone: a check of the search on its own"
+    )
     parser.add_argument("--work", type=Path, default=Path("bench-budget"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -86,10 +162,10 @@ def main() -> None:
     from edgeprune.api import prune_to_budget, resolve_target
     from edgeprune.data import make_synthetic_dataset
     from edgeprune.demo import FINETUNE_TRAINING, DemoSettings, train_baseline_from_scratch
-    from edgeprune.exporting import ArtifactMeter, export_detector
+    from edgeprune.exporting import export_detector
     from edgeprune.models import load_model
     from edgeprune.profiling import collect_environment, profiled, sample_interleaved
-    from edgeprune.pruning import PruneConfig, prune_detector
+    from edgeprune.profiling.meters import ArtifactMeter
     from edgeprune.runtimes import get_runtime
 
     work = args.work.resolve()
@@ -115,8 +191,8 @@ def main() -> None:
 
     base_ckpt = trained("yolov8s.yaml", args.base_epochs, "yolov8s-baseline")
     base = load_model(base_ckpt)
-    meter = ArtifactMeter(target, work / "probes", percentile="p50")
-    base_ms = meter(base, "baseline")
+    meter = ArtifactMeter(target, work / "probes")
+    base_ms = meter.measure(base, "baseline")
     budget = args.budget_ms or round(args.fraction * base_ms, 3)
     rule = (
         f"given; the baseline measured {base_ms:.2f} ms"
@@ -146,76 +222,22 @@ def main() -> None:
             ),
         )  # fmt: skip
 
-    # (b) uniform L2 at the ratio whose measured latency meets the budget
-    def uniform_at(ratio: float):
-        det = base.clone()
-        prune_detector(det, PruneConfig(ratio, "l2", "uniform", 0.8, target.round_to), imgsz=s.imgsz)
-        return det
-
-    uniform_ckpt, uniform_record = work / "b" / "uniform.pt", work / "b" / "uniform.json"
-    kept = json.loads(uniform_record.read_text()) if uniform_record.is_file() else {}
-    same = {"budget_ms": budget, "epochs": args.epochs, "round_to": target.round_to}
-    if all(kept.get(k) == v for k, v in same.items()) and uniform_ckpt.is_file():
-        ratio_b = kept["ratio"]  # (b) does not depend on the search: reused by later runs at this budget
-        print(f"(b) reused: uniform ratio {ratio_b:.3f} from {uniform_record}", flush=True)
-    else:
-        lo, hi, chosen = 0.0, 0.75, None
-        for _ in range(7):
-            mid = round((lo + hi) / 2, 3)
-            ms = meter(uniform_at(mid), f"uniform-{mid}")
-            print(f"uniform ratio {mid:.3f}: {ms:.2f} ms", flush=True)
-            if ms <= budget:
-                hi, chosen = mid, (mid, ms)
-            else:
-                lo = mid
-        ratio_b = chosen[0] if chosen else hi
-        uniform = uniform_at(ratio_b)
-        timed(
-            "b-uniform-finetune",
-            lambda: uniform.train(
-                data, epochs=args.epochs, imgsz=s.imgsz, batch=s.batch, out_dir=work / "b", name="finetune",
-                **FINETUNE_TRAINING,
-            ),
-        )  # fmt: skip
-        uniform.save(uniform_ckpt)
-        uniform_record.write_text(json.dumps({**same, "ratio": ratio_b}))
-
-    # (c) the next smaller official size, trained for the same total epochs
-    small_ckpt = trained("yolov8n.yaml", args.base_epochs + args.epochs, "yolov8n-scratch")
-
     arms = {
         "baseline YOLOv8s": base_ckpt,
         f"(a) edgeprune budget search, margin {args.margin}": outcome.checkpoint,
-        f"(b) uniform L2 at ratio {ratio_b:.3f}": uniform_ckpt,
-        f"(c) YOLOv8n, {args.base_epochs + args.epochs} epochs": small_ckpt,
     }
     matched, speedup_c = None, None
-    if args.match_small:  # (a@c): the search at (c)'s speed-up over the baseline, timed side by side
-        small_artifact = export_detector(load_model(small_ckpt), target, work / "probes", "yolov8n").artifact
-        ratio_c = meter.check(small_artifact, rounds=5).ratio
-        speedup_c = round(1 / ratio_c, 3)
-        print(
-            f"(a@c): speed-up {speedup_c:.3f}: YOLOv8n runs {ratio_c:.3f}x the baseline's latency", flush=True
+    if not args.only_a:
+        more, matched, speedup_c = other_arms(
+            args, work, data, s, target, base, base_ckpt, budget, meter, trained, timed, final_epochs
         )
-        matched = timed(
-            "a-at-c-search",
-            lambda: prune_to_budget(
-                base_ckpt, target, speedup=speedup_c, data=data, epochs=final_epochs, step_epochs=args.step_epochs, steps=3,
-                out=work / "a-at-c", distill=args.distill, train_overrides=FINETUNE_TRAINING,
-                say=lambda line: print(line, flush=True),
-            ),
-        )  # fmt: skip
-        how = (", distilled" if args.distill else "") + (
-            f", {args.step_epochs}/step" if args.step_epochs else ""
-        )
-        arms[f"(a@c) budget search at (c)'s latency{how}"] = matched.checkpoint
+        arms.update(more)
     rows, calls = [], {}
     for i, (name, ckpt) in enumerate(arms.items()):
         det = load_model(ckpt)
         artifact = export_detector(det, target, work / "final", f"arm{i}").artifact
         session = get_runtime(target.runtime).load(artifact, threads=1)
-        inputs = session.random_inputs()
-        calls[name] = lambda sess=session, x=inputs: sess(*x)
+        calls[name] = session.runner()
         counts = det.count(s.imgsz)
         rows.append({"arm": name, "params": counts["params"], "macs": counts["macs"],
                      "map50_95": det.evaluate(data, imgsz=s.imgsz, batch=s.batch)["map50_95"]})  # fmt: skip

@@ -46,8 +46,7 @@ def main() -> None:
             args.artifact or export_detector(load_model("yolov8s.yaml", nc=6), target, tmp, "m").artifact
         )
         session = runtime.load(artifact, threads=1)
-        inputs = session.random_inputs()
-        call = lambda: session(*inputs)  # noqa: E731
+        call = session.runner()
         sample(call, warmup=10, warmup_s=target.profiling.warmup_s, iterations=1)
         start, windows = time.perf_counter(), []
         while time.perf_counter() - start < args.minutes * 60:

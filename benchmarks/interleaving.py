@@ -69,8 +69,7 @@ def main() -> None:
             }
         for name, artifact in artifacts.items():
             session = runtime.load(artifact, threads=1)
-            inputs = session.random_inputs()
-            calls[name] = lambda s=session, x=inputs: s(*x)
+            calls[name] = session.runner()
         fl, fs = calls["large"], calls["small"]
 
         def run(fn, n):

@@ -83,8 +83,7 @@ def main() -> None:
                 "quantization": r.details.get("quantization", {}),
             })  # fmt: skip
             session = get_runtime(t.runtime).load(r.artifact, threads=args.threads)
-            inputs = session.random_inputs()
-            sessions[label] = lambda sess=session, x=inputs: sess(*x)
+            sessions[label] = session.runner()
         stats = measure_interleaved(sessions, rounds=args.rounds, warmup=10, iterations=60)
         for row in results:
             row["p50_ms"] = round(stats[row["artifact"]].p50, 3)

@@ -73,7 +73,7 @@ def test_taylor_prunes_with_data_and_differs_from_l2(tiny_data):
 
 
 def test_taylor_without_data_is_a_clear_error():
-    with pytest.raises(EdgepruneError, match="needs a model family with a training loss and --data"):
+    with pytest.raises(EdgepruneError, match="needs a model family with a training loss and `data`"):
         prune_detector(_yolo(), PruneConfig(ratio=0.3, importance="taylor"), imgsz=64)
 
 
@@ -128,7 +128,7 @@ def test_global_ratio_zero_changes_nothing():
 
 
 def test_uniform_above_the_layer_limit_is_refused():
-    with pytest.raises(EdgepruneError, match="max-layer-ratio"):
+    with pytest.raises(EdgepruneError, match="`max_layer_ratio`"):
         prune_detector(_yolo(), PruneConfig(ratio=0.9), imgsz=64)
 
 
@@ -181,3 +181,28 @@ def test_recipe_carries_allocation(tmp_path):
     path.write_text("model: yolov8n.yaml\ntarget: cpu-ort-fp32\nprune: {ratio: 0.4, allocation: best}\n")
     with pytest.raises(EdgepruneError, match="allocation"):
         load_recipe(path)
+
+
+def test_channel_groups_read_through_public_attributes_agree_with_torch_pruning():
+    """The global plan reads channel groups from the pruner's public settings; where torch-pruning
+    still has its private reader, both agree on every group (an upgrade that changes it fails here)."""
+    import torch_pruning as tp
+
+    from edgeprune.pruning.pruner import channel_groups
+
+    det = load_model("yolov9c.yaml", nc=6)  # ADown halves its inputs: channels in groups of 2
+    with det.prunable() as module:
+        module.eval()
+        pruner = tp.pruner.MetaPruner(
+            module, det.example_input(det.trace_imgsz()), importance=tp.importance.MagnitudeImportance(p=2),
+            ignored_layers=det.ignored_layers(), **det.graph_options(),
+        )  # fmt: skip
+        groups = list(
+            pruner.DG.get_all_groups(
+                ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types
+            )
+        )
+        ours = [channel_groups(pruner, g) for g in groups]
+        assert max(ours) == 2 and min(ours) == 1
+        if hasattr(pruner, "_get_channel_groups"):
+            assert ours == [pruner._get_channel_groups(g) for g in groups]

@@ -8,11 +8,44 @@ import pytest
 
 pytest.importorskip("ultralytics")
 
-from edgeprune.errors import EdgepruneError  # noqa: E402
+from edgeprune.api import resolve_target  # noqa: E402
+from edgeprune.errors import EdgepruneError, OptionError  # noqa: E402
 from edgeprune.models import load_model  # noqa: E402
-from edgeprune.pruning.search import LatencyModel, SearchConfig, auto_margin, search_budget  # noqa: E402
+from edgeprune.profiling.meters import CallableMeter  # noqa: E402
+from edgeprune.pruning.search import (  # noqa: E402
+    BudgetSearcher,
+    Goals,
+    LatencyModel,
+    SearchConfig,
+    auto_margin,
+)
 
 from conftest import run_cli  # noqa: E402
+
+FAST = {"warmup": 1, "warmup_s": 0, "iterations": 5, "min_time_s": 0}
+TARGET = resolve_target("cpu-ort-fp32", imgsz=64).with_overrides(round_to=8, threads=1, profiling=FAST)
+
+
+class FakeMeter(CallableMeter):
+    """A meter whose baseline timings are the test's list, as an ArtifactMeter's are its rounds'."""
+
+    retimes_reference = True
+
+    def __init__(self, fn, timings, alone=None):
+        super().__init__(fn, TARGET, alone=alone)
+        self.reference_timings = timings
+
+    def _record(self, name, ms, *, reference):
+        self.measured[name] = ms
+        return ms
+
+
+def searched(det, config, fn, out, *, resume=False, meter=None, **kw):
+    """The search's first two stages (baseline, steps) with ``fn`` as the meter; the searcher."""
+    s = BudgetSearcher(det, config, meter or CallableMeter(fn, TARGET), target=TARGET, out=out, **kw)
+    s.begin(resume)
+    s.run_steps()
+    return s
 
 
 def fake_meter(calls):
@@ -56,14 +89,36 @@ def test_latency_model_does_not_extend_a_flat_noisy_segment():
     assert m.predict(0.109e9) >= 9.27 * 0.109 / 0.458  # never below proportional to the nearest point
 
 
+def test_goals_walk_from_the_baseline_to_the_budget_under_the_margin():
+    timings = [10.0]
+    fixed = Goals(SearchConfig(budget_ms=6.0, steps=3, margin=0.05), lambda: timings)
+    assert fixed.final() == pytest.approx(5.7)
+    steps = [fixed.step(k) for k in (1, 2, 3, 4)]  # equal parts, then the final goal for extra steps
+    assert steps == pytest.approx([10 - 4.3 / 3, 10 - 8.6 / 3, 5.7, 5.7])
+    timings += [12.0, 12.0]  # the machine slowed: a speed-up budget follows it, a budget in ms does not
+    ratio = Goals(SearchConfig(speedup=2.0, steps=1, margin=0.0), lambda: timings)
+    assert ratio.budget_ms() == pytest.approx(6.0) and fixed.budget_ms() == 6.0
+
+
+def test_goals_correct_only_a_check_that_misses_the_goal_and_runs_slower():
+    goals = Goals(SearchConfig(budget_ms=10.0, margin=0.0, tolerance=0.02), lambda: [20.0])
+    assert not goals.correct(9.0, 10.1)  # within the tolerance
+    assert not goals.correct(11.0, 10.5)  # misses, but ran faster than the search said
+    assert goals.final() == 10.0
+    assert goals.correct(9.0, 12.0) and goals.final() == pytest.approx(10 * 9 / 12)
+    assert goals.margin_record() == {"setting": 0.0, "fraction": 0.0}
+    auto = Goals(SearchConfig(budget_ms=10.0, margin="auto"), lambda: [10.0] * 5 + [12.0] * 5)
+    assert auto.margin() == pytest.approx(1 - 11 / 12)
+    assert auto.margin_record()["reference_timings"] == 10
+
+
 def test_search_reaches_the_budget_by_measurement(tmp_path):
     det = load_model("yolov8n.yaml", nc=6)
     calls = []
     base = 10.0 + det.count(64)["macs"] / 1e6
     config = SearchConfig(budget_ms=base * 0.55, steps=2)
-    pruned, steps, probes, model, baseline = search_budget(
-        det, config, meter=fake_meter(calls), round_to=8, imgsz=64, out=tmp_path, say=lambda _: None
-    )
+    s = searched(det, config, fake_meter(calls), tmp_path, say=lambda _: None)
+    pruned, steps, probes, baseline = s.current, s.steps, s.probes, s.baseline
     assert calls[0] == "baseline" and baseline["measured_ms"] == pytest.approx(base)
     assert steps and steps[-1].measured_ms <= config.budget_ms
     assert [s.measured_ms for s in steps] == sorted((s.measured_ms for s in steps), reverse=True)
@@ -95,14 +150,12 @@ def test_search_resumes_after_an_interruption(tmp_path):
         return meter(d, name)
 
     with pytest.raises(KeyboardInterrupt):
-        search_budget(det, config, meter=interrupted, round_to=8, imgsz=64, out=tmp_path, say=lambda _: None)
+        searched(det, config, interrupted, tmp_path, say=lambda _: None)
     first = json.loads((tmp_path / "search" / "state.json").read_text())["steps"]
     assert [s["step"] for s in first] == [1]
     lines = []
     calls.clear()
-    _, steps, _, _, _ = search_budget(
-        det, config, meter=meter, round_to=8, imgsz=64, out=tmp_path, resume=True, say=lines.append
-    )
+    steps = searched(det, config, meter, tmp_path, resume=True, say=lines.append).steps
     # the baseline is timed again first, as the meter's reference, and not trained or pruned again
     assert (
         calls[0] == "baseline"
@@ -111,10 +164,7 @@ def test_search_resumes_after_an_interruption(tmp_path):
     )
     assert steps[0].checkpoint == first[0]["checkpoint"] and steps[-1].measured_ms <= config.budget_ms
     with pytest.raises(EdgepruneError, match="other settings .*steps"):
-        search_budget(
-            det, SearchConfig(budget_ms=config.budget_ms, steps=5), meter=meter, round_to=8, imgsz=64,
-            out=tmp_path, resume=True, say=lambda _: None,
-        )  # fmt: skip
+        searched(det, SearchConfig(budget_ms=config.budget_ms, steps=5), meter, tmp_path, resume=True)
 
 
 def test_impossible_budget_exits_3_keeping_the_smallest_model(tmp_path):
@@ -155,12 +205,14 @@ def test_impossible_budget_exits_3_keeping_the_smallest_model(tmp_path):
 def test_margin_must_be_a_fraction_or_auto():
     r = run_cli("prune", "yolov8n.yaml", "-t", "cpu-ort-fp32", "--margin", "lots")
     assert r.returncode == 2 and "a fraction such as 0.05, or 'auto'; got 'lots'" in r.stderr
-    with pytest.raises(EdgepruneError, match="margin must be in"):
-        SearchConfig(budget_ms=5, margin=0.7).check()
+    with pytest.raises(OptionError, match="`margin` must be in"):
+        SearchConfig(budget_ms=5, margin=0.7)
     from edgeprune.api import prune_to_budget
 
-    with pytest.raises(EdgepruneError, match="with --host .* give a fraction"):  # before any work
+    with pytest.raises(OptionError, match="with `host` .* give a fraction"):  # before any work
         prune_to_budget("yolov8n.yaml", "cpu-ort-fp32", margin="auto", host="jetson", say=lambda _: None)
+    r = run_cli("prune", "yolov8n.yaml", "-t", "cpu-ort-fp32", "--margin", "0.7")  # the CLI names the flag
+    assert r.returncode == 1 and "error: --margin must be in [0, 0.5) or 'auto', got 0.7" in r.stderr
 
 
 def test_auto_margin_aims_as_far_under_the_budget_as_the_baseline_ran_slow(tmp_path):
@@ -177,10 +229,7 @@ def test_auto_margin_aims_as_far_under_the_budget_as_the_baseline_ran_slow(tmp_p
         return 10.0 + d.count(64)["macs"] / 1e6
 
     config = SearchConfig(budget_ms=base * 0.6, steps=2, margin="auto")
-    _, steps, _, _, _ = search_budget(
-        det, config, meter=meter, round_to=8, imgsz=64, out=tmp_path, reference_timings=lambda: timings,
-        say=lines.append,
-    )  # fmt: skip
+    steps = searched(det, config, None, tmp_path, meter=FakeMeter(meter, timings), say=lines.append).steps
     fraction = auto_margin(timings)
     assert fraction == pytest.approx(0.2)  # p90 1.25x the median
     assert steps[-1].measured_ms <= config.budget_ms * (1 - fraction) * (1 + config.tolerance)
@@ -202,10 +251,7 @@ def test_speedup_budget_follows_the_baseline_when_the_machine_slows(tmp_path):
             timings.extend([base * slow] * (1 if not timings else 6))
             return sorted(timings)[len(timings) // 2] * (10.0 + d.count(64)["macs"] / 1e6) / base
 
-        pruned, steps, _, _, _ = search_budget(
-            det, config, meter=meter, round_to=8, imgsz=64, out=out, reference_timings=lambda: timings,
-            say=lambda _: None,
-        )  # fmt: skip
+        pruned = searched(det, config, None, out, meter=FakeMeter(meter, timings), say=lambda _: None).current
         return (10.0 + pruned.count(64)["macs"] / 1e6) / base  # the true ratio, free of the machine
 
     by_speedup = run(SearchConfig(speedup=2.0, steps=1), tmp_path / "speedup")
@@ -215,12 +261,12 @@ def test_speedup_budget_follows_the_baseline_when_the_machine_slows(tmp_path):
     assert 0.5 * 0.97 * (1 - 3 * tol) <= by_speedup <= 0.5 * (1 + tol)
     # a budget in ms is a fixed number: the slower machine makes the search prune further
     assert by_ms <= 0.5 / 1.3 * (1 + tol) < by_speedup
-    with pytest.raises(EdgepruneError, match="one of the two"):
-        SearchConfig(budget_ms=5, speedup=2).check()
-    with pytest.raises(EdgepruneError, match="one of the two"):
-        SearchConfig().check()
-    with pytest.raises(EdgepruneError, match="--speedup must be > 1"):
-        SearchConfig(speedup=0.5).check()
+    with pytest.raises(OptionError, match="one of the two"):
+        SearchConfig(budget_ms=5, speedup=2)
+    with pytest.raises(OptionError, match="one of the two"):
+        SearchConfig()
+    with pytest.raises(OptionError, match="`speedup` must be > 1"):
+        SearchConfig(speedup=0.5)
 
 
 def test_speedup_is_judged_against_the_baseline_timed_alongside_the_final_check(tmp_path):
@@ -281,16 +327,12 @@ def test_artifact_meter_ratio_is_robust_to_a_burst_on_one_side(tmp_path, monkeyp
     """Candidates are timed in rounds against the baseline; the median of per-round ratios ignores a
     round that a burst of load hit on one side only, and the baseline's latency is the median of all
     its timings, so one slow start does not scale every later result."""
-    import edgeprune.profiling as profiling
-    from edgeprune.api import resolve_target
-    from edgeprune.exporting import ArtifactMeter
+    from edgeprune.profiling import timing as profiling
+    from edgeprune.profiling.meters import ArtifactMeter, reference_ms
 
-    t = resolve_target("cpu-ort-fp32", imgsz=64).with_overrides(
-        threads=1, profiling={"warmup": 1, "warmup_s": 0, "iterations": 5, "min_time_s": 0}
-    )
-    meter = ArtifactMeter(t, tmp_path, percentile="p50", rounds=6)
+    meter = ArtifactMeter(TARGET, tmp_path, rounds=6)
     det = load_model("yolov8n.yaml", nc=6)
-    base_ms = meter(det, "baseline")
+    base_ms = meter.measure(det, "baseline")
     assert base_ms > 0 and meter.reference_timings == [base_ms]
 
     ref = [[10.0] * 5, [10.0] * 5, [30.0] * 5, [10.0] * 5, [10.0] * 5, [10.0] * 5]  # a burst in round 3...
@@ -302,13 +344,13 @@ def test_artifact_meter_ratio_is_robust_to_a_burst_on_one_side(tmp_path, monkeyp
         return {"reference": ref, "candidate": cand}
 
     monkeypatch.setattr(profiling, "sample_interleaved", fake_rounds)
-    ms = meter(det.clone(), "candidate")
+    ms = meter.measure(det.clone(), "candidate")
     assert seen["rounds"] == 6 and seen["names"] == ["reference", "candidate"]
     assert (
         seen["warmup_s"] == 0 and seen["min_time_s"] == 0
     )  # the target's warm-up; a quarter of its min time
     assert meter.ratios["candidate"] == pytest.approx(0.5)
-    assert meter.reference_ms == pytest.approx(10.0)  # median of [baseline alone, 10, 10, 30, 10, 10, 10]
+    assert reference_ms(meter) == pytest.approx(10.0)  # median of [baseline alone, 10, 10, 30, 10, 10, 10]
     assert ms == pytest.approx(5.0)
     assert not list(tmp_path.glob("candidate.*"))  # candidate artifacts are deleted once timed
 
@@ -318,7 +360,7 @@ def test_artifact_meter_ratio_is_robust_to_a_burst_on_one_side(tmp_path, monkeyp
     monkeypatch.setattr(profiling, "sample_interleaved", lambda fns, *, rounds, **kw: timed)
     check = meter.check(tmp_path / "baseline.onnx")  # a burst in one round of the final artifact...
     assert check.reference_ms == pytest.approx(20.0) and check.ratio == pytest.approx(0.6)  # ...ignored
-    assert check.stats.n == 15 and check.in_frame(meter.reference_ms) == pytest.approx(6.0)
+    assert check.stats.n == 15 and check.in_frame(reference_ms(meter)) == pytest.approx(6.0)
     assert meter.alone(det.clone(), "last") == pytest.approx(6.0)
     assert not list(tmp_path.glob("last.*"))
 
@@ -352,10 +394,16 @@ def test_a_last_step_slower_on_its_own_gets_one_more_step_before_the_only_final_
         checks.append(name)
         return (10.0 + d.count(64)["macs"] / 1e6) * (1.3 if len(checks) == 1 else 1.0)  # slow once
 
-    pruned, steps, probes, model, baseline = search_budget(
-        det, config, meter=fake_meter([]), round_to=8, imgsz=64, out=tmp_path, check=check,
-        finetune=lambda d, n, name: tuned.append((name, n)), say=lines.append,
-    )  # fmt: skip
+    meter = CallableMeter(fake_meter([]), TARGET, alone=check)
+    steps = searched(
+        det,
+        config,
+        None,
+        tmp_path,
+        meter=meter,
+        finetune=lambda d, n, name: tuned.append((name, n)),
+        say=lines.append,
+    ).steps
     assert checks == ["step1-check", "step2-check"]
     assert any("on its own it runs" in line and "one more step" in line for line in lines)
     assert tuned == [("step1", 1), ("step2", 3)]  # the corrected step got step epochs, the kept one the final
@@ -380,23 +428,21 @@ def test_an_extra_step_gets_the_step_epochs_and_only_the_kept_model_the_final_on
         return max(ms, config.budget_ms * 1.05) if name.startswith("step1") else ms
 
     tuned, lines = [], []
-    common = dict(
-        meter=meter, round_to=8, imgsz=64, evaluate=lambda d: {"map50_95": len(tuned) / 10}, say=lines.append
-    )
-    _, steps, _, _, _ = search_budget(
-        det, config, out=tmp_path / "extra", finetune=lambda d, n, name: tuned.append((name, n)), **common
-    )
+    common = dict(evaluate=lambda d: {"map50_95": len(tuned) / 10}, say=lines.append)
+    steps = searched(
+        det, config, meter, tmp_path / "extra", finetune=lambda d, n, name: tuned.append((name, n)), **common
+    ).steps
     assert tuned == [("step1", 1), ("step2", 3)]
     assert any("above the goal of" in line and "one more step" in line for line in lines)
     assert steps[-1].measured_ms <= config.budget_ms
 
-    original = search_mod._step
+    original = search_mod.BudgetSearcher._probe
     monkeypatch.setattr(
-        search_mod, "_step", lambda cur, k, *a: original(cur, k, *a) if k == 1 else (None, [])
+        search_mod.BudgetSearcher, "_probe", lambda self, k: original(self, k) if k == 1 else None
     )
     tuned.clear()
-    _, steps, _, _, _ = search_budget(
-        det, config, out=tmp_path / "stuck", finetune=lambda d, n, name: tuned.append((name, n)), **common
-    )
+    steps = searched(
+        det, config, meter, tmp_path / "stuck", finetune=lambda d, n, name: tuned.append((name, n)), **common
+    ).steps
     assert tuned == [("step1", 1), ("step1-final", 3)]  # the kept model got its final epochs after all
     assert len(steps) == 1 and steps[0].metrics == {"map50_95": 0.2}  # evaluated after them

@@ -317,7 +317,7 @@ def test_summary_is_readable():
 
 
 def test_loading_targets_imports_no_backend():
-    """Validating runtime names must not import any optional backend (DESIGN: backends are optional)."""
+    """Validating runtime names must not import any optional backend (backends are optional)."""
     code = (
         "import sys, edgeprune.targets as t; t.list_targets(); "
         "heavy = {'tensorrt', 'openvino', 'tensorflow', 'ultralytics', 'ai_edge_litert'}; "

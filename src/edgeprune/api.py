@@ -1,18 +1,23 @@
-"""The public verbs: prune, export, profile. The CLI is a thin layer over these."""
+"""The public verbs: prune, prune_to_budget, export, profile, profile_remote, run. The CLI is a
+thin layer over these."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from edgeprune.errors import EdgepruneError
-from edgeprune.exporting import Check, export_detector
+from edgeprune.errors import EdgepruneError, OptionError
+from edgeprune.exporting import export_detector
 from edgeprune.models import Detector, load_model
 from edgeprune.profiling import LatencyStats, Verdict, collect_environment, judge, measure_profiled
+from edgeprune.profiling.meters import LatencyMeter, make_meter
 from edgeprune.pruning import PruneConfig, PruneReport, prune_detector
+from edgeprune.pruning.options import FINETUNE_BATCH, SearchConfig, search_importance
+from edgeprune.pruning.search import BudgetSearcher, SearchResult
 from edgeprune.report import build_report, model_block, write_report
 from edgeprune.runtimes import get_runtime
 from edgeprune.runtimes.base import ExportResult
@@ -47,7 +52,7 @@ def _load(model: Any, data: str | Path | None, trust_checkpoint: bool = False) -
 
 def _check_tuning(data: str | Path | None, epochs: int) -> None:
     if epochs > 0 and data is None:
-        raise EdgepruneError("fine-tuning (epochs > 0) needs a dataset (--data DATA.yaml)")
+        raise OptionError("fine-tuning (`epochs` > 0) needs a dataset: `data` (an Ultralytics data.yaml)")
 
 
 def prune_and_finetune(
@@ -93,13 +98,13 @@ def prune(
     target: Target | str | Path,
     *,
     ratio: float,
-    importance: str = "l2",
-    allocation: str = "uniform",
-    max_layer_ratio: float = 0.8,
+    importance: str = PruneConfig.importance,
+    allocation: str = PruneConfig.allocation,
+    max_layer_ratio: float = PruneConfig.max_layer_ratio,
     data: str | Path | None = None,
     epochs: int = 0,
     imgsz: int | None = None,
-    batch: int = 16,
+    batch: int = FINETUNE_BATCH,
     out: str | Path = "edgeprune-out",
     dry_run: bool = False,
     evaluate: bool = True,
@@ -120,7 +125,7 @@ def prune(
     t = resolve_target(target, imgsz=imgsz)
     _check_tuning(data, epochs)
     config = PruneConfig(ratio, importance, allocation, max_layer_ratio, round_to=t.round_to)
-    config.check(data)
+    config.check_data(data)
     detector = _load(model, data, trust_checkpoint)
     measure_acc = data is not None and evaluate and not dry_run
     baseline_metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch) if measure_acc else {}
@@ -148,262 +153,188 @@ def prune(
 
 @dataclass
 class BudgetOutcome:
-    """What ``prune_to_budget`` produced: the pruned model, its artifact and the verdict."""
+    """What ``prune_to_budget`` produced: the search's result and the report written from it."""
 
-    detector: Detector
-    passed: bool
-    verdict: Verdict
-    checkpoint: Path
-    artifact: Path
+    result: SearchResult
     report: dict[str, Any]
     report_path: Path
-    message: str
+
+    @property
+    def detector(self) -> Detector:
+        return self.result.detector
+
+    @property
+    def passed(self) -> bool:
+        return self.result.passed
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.result.verdict
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.result.checkpoint
+
+    @property
+    def artifact(self) -> Path:
+        return self.result.artifact
+
+    @property
+    def message(self) -> str:
+        return self.result.message
+
+
+def search_config(target: Target, data: str | Path | None = None, **options: Any) -> SearchConfig:
+    """A ``SearchConfig`` from keyword options, with the target's budget and percentile and the
+    default criterion for ``data`` filled in. ``epochs`` is the final fine-tuning (``final_epochs``)."""
+    if "epochs" in options:
+        options["final_epochs"] = options.pop("epochs")
+    unknown = sorted(set(options) - set(SearchConfig.field_names()))
+    if unknown:
+        known = ", ".join(n for n in SearchConfig.field_names() if n != "final_epochs")
+        raise OptionError(f"unknown option {', '.join(f'`{n}`' for n in unknown)}; known: epochs, {known}")
+    options = {k: v for k, v in options.items() if v is not None}
+    if options.get("budget_ms") is not None and options.get("speedup") is not None:
+        raise OptionError(
+            "`budget_ms` and `speedup` exclude each other: a latency, or a ratio to the baseline's"
+        )
+    if "speedup" not in options:
+        options.setdefault("budget_ms", float(target.budget.latency_ms))
+    options.setdefault("percentile", target.budget.percentile)
+    options.setdefault("importance", search_importance(data))
+    return SearchConfig(**options)
 
 
 def prune_to_budget(
     model: Any,
     target: Target | str | Path,
+    config: SearchConfig | None = None,
     *,
-    budget_ms: float | None = None,
-    speedup: float | None = None,
     data: str | Path | None = None,
-    epochs: int = 0,
-    step_epochs: int = 0,
-    steps: int = 3,
-    importance: str | None = None,
-    max_layer_ratio: float = 0.6,
-    margin: float | str = 0.03,
-    distill: bool = False,
     calib: str | Path | None = None,
     imgsz: int | None = None,
-    batch: int = 16,
+    batch: int = FINETUNE_BATCH,
     out: str | Path = "edgeprune-out",
     resume: bool = False,
     trust_checkpoint: bool = False,
     train_overrides: dict[str, Any] | None = None,
-    meter: Any = None,
+    meter: LatencyMeter | Callable[[Detector, str], float] | None = None,
     host: str | None = None,
     host_python: str = "python3",
     ssh_config: str | Path | None = None,
-    say: Any = print,
+    say: Callable[[str], None] = print,
+    **options: Any,
 ) -> BudgetOutcome:
     """Prune ``model`` until its artifact, measured on the target's runtime and precision, meets
-    ``budget_ms`` (default: the target's budget) at the target's percentile; or, with ``speedup``,
-    runs that many times faster than the unpruned model measured the same way.
+    the budget at the target's percentile; OUT/prune.json has every step and probe.
 
-    A ``speedup`` budget is read against the baseline timed again alongside every candidate and
-    alongside the final check, so a machine running faster or slower as a whole moves the budget in
-    ms with it (the report gives the budget in ms as of the final check), while an absolute
-    ``budget_ms`` holds the model to a fixed number as ``edgeprune profile`` does.
-    ``steps`` pruning steps walk the latency down to the budget; ``step_epochs`` fine-tune after
-    each step, ``epochs`` after the last (both need ``data``), with knowledge distillation from the
-    unpruned model if ``distill``. The search aims ``margin`` under the budget: a fraction, or
-    ``"auto"`` (as far under as the baseline's timings ran slow at their p90 during the search; the
-    local meter only). INT8 targets calibrate on ``calib`` (default: ``data``). The
-    final artifact is profiled like ``edgeprune profile`` does and judged; OUT/prune.json has every
-    step and probe with predicted and measured latency. ``resume=True`` continues an interrupted
-    run from OUT/search/state.json. ``passed`` is False when the budget could not be reached: the
-    outcome then holds the smallest model reached, and the message says at what latency and size.
-    ``host`` measures every candidate and the final artifact on that SSH host (the device itself,
-    through ``edgeprune profile --host``); ``meter(detector, name) -> ms`` replaces the meter entirely.
+    Args:
+        model: checkpoint path, model config name or ``nn.Module``.
+        target: a ``Target``, a shipped target's name or a target YAML path.
+        config: the search's settings; or give them as keyword ``options`` (the fields of
+            ``SearchConfig``, with ``epochs`` for ``final_epochs``), e.g. ``speedup=2, epochs=20``.
+            The budget defaults to the target's, the percentile is the target's, and the criterion
+            is ``taylor`` with ``data`` and ``l2`` without. ``budget_ms`` holds the model to a fixed
+            number as ``edgeprune profile`` does; ``speedup=S`` asks for S times faster than the
+            unpruned model, read against the baseline timed again alongside every candidate and the
+            final check, so a machine running faster or slower as a whole does not move the goal.
+        data: Ultralytics data.yaml: accuracy before and after, fine-tuning (``step_epochs``,
+            ``epochs``), Taylor gradients and BatchNorm re-estimation.
+        calib: INT8 targets: calibration images (default: ``data``).
+        resume: continue an interrupted run from OUT/search/state.json.
+        meter: your own ``LatencyMeter``, or a function ``fn(detector, name) -> ms``.
+        host: measure every candidate and the final artifact on this SSH host (the device itself,
+            as ``edgeprune profile --host`` does), with ``host_python`` and ``ssh_config``.
+        say: where progress lines go.
+
+    Returns:
+        The outcome; ``passed`` is False when the budget could not be reached: the outcome then
+        holds the smallest model reached, and the message says at what latency and size.
     """
-    from edgeprune.exporting import ArtifactMeter, RemoteMeter
-    from edgeprune.pruning.search import SearchConfig, search_budget
-
     t = resolve_target(target, imgsz=imgsz)
-    if budget_ms is not None and speedup is not None:
-        raise EdgepruneError(
-            "--budget-ms and --speedup exclude each other: a latency, or a ratio to the baseline's"
-        )
-    budget = (
-        None if speedup is not None else float(budget_ms if budget_ms is not None else t.budget.latency_ms)
-    )
-    percentile = t.budget.percentile
-    importance = importance or ("taylor" if data is not None else "l2")
-    _check_tuning(data, epochs + step_epochs)
-    if distill and data is None:
-        raise EdgepruneError("distillation fine-tunes: it needs --data and --epochs")
-    config = SearchConfig(
-        budget_ms=budget, speedup=speedup, percentile=percentile, steps=steps, importance=importance,
-        max_layer_ratio=max_layer_ratio, margin=margin, step_epochs=step_epochs, final_epochs=epochs,
-        distill=distill,
-    )  # fmt: skip
-    config.check()
-    if margin == "auto" and (host is not None or meter is not None):
-        raise EdgepruneError(
-            "--margin auto reads the machine's spread from the baseline timed again in every round of the "
-            "local measurement; with --host (or your own meter) give a fraction, e.g. --margin 0.05"
-        )
-    PruneConfig(0.0, importance, "global", max_layer_ratio, t.round_to).check(data)
+    if config is None:
+        config = search_config(t, data, **options)
+    elif options:
+        raise OptionError(f"give `config` or keyword options, not both (got {', '.join(sorted(options))})")
+    _check_budget_search(config, data, auto_ok=meter is None and host is None)
     out = Path(out)
-    (out / "search").mkdir(parents=True, exist_ok=True)
     detector = _load(model, data, trust_checkpoint)
     calib = calib or data
-    if meter is None and host is not None:
-        meter = RemoteMeter(
-            t, out / "search" / "probes", host, percentile=percentile, ssh_config=ssh_config, python=host_python,
-            calib=calib, calib_images=config.calib_images,
-        )  # fmt: skip
-    meter = meter or ArtifactMeter(
-        t, out / "search" / "probes", percentile=percentile, calib=calib, calib_images=config.calib_images,
-        rounds=config.rounds, iterations=config.iterations, warmup=config.warmup,
+    latency = make_meter(
+        t, out / "search" / "probes", meter=meter, host=host, host_python=host_python, ssh_config=ssh_config,
+        calib=calib, calib_images=config.calib_images, rounds=config.rounds, iterations=config.iterations,
+        warmup=config.warmup,
     )  # fmt: skip
-
     teacher = None
-    if distill:
+    if config.distill:
+        (out / "search").mkdir(parents=True, exist_ok=True)
         teacher = detector.save(out / "search" / "teacher.pt", {"role": "distillation teacher"})
+    baseline_metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch) if data is not None else {}
+    searcher = BudgetSearcher(
+        detector, config, latency, target=t, out=out, data=data, say=say,
+        finetune=_finetuner(t, data, batch, out, teacher, train_overrides, say) if data is not None else None,
+        evaluate=(lambda det: det.evaluate(data, imgsz=t.imgsz, batch=batch)) if data is not None else None,
+    )  # fmt: skip
+    result = searcher.search(resume=resume)
+    report = _budget_report(result, t, model, baseline_metrics)
+    return BudgetOutcome(result, report, write_report(report, out / "prune.json"))
 
-    def finetune(det: Detector, n: int, name: str) -> None:
-        extra = {"distill_model": str(teacher)} if teacher is not None else {}
-        say(f"  fine-tuning {n} epochs{' with distillation' if teacher else ''} ...")
+
+def _check_budget_search(config: SearchConfig, data: str | Path | None, *, auto_ok: bool) -> None:
+    """What the search cannot honour with ``data`` and its meter, refused before any work."""
+    _check_tuning(data, config.final_epochs + config.step_epochs)
+    if config.distill and data is None:
+        raise OptionError("`distill` fine-tunes: it needs `data` and `epochs`")
+    if config.margin == "auto" and not auto_ok:
+        raise OptionError(
+            "`margin` auto reads the machine's spread from the baseline timed again in every round of the "
+            "local measurement; with `host` (or your own meter) give a fraction, e.g. 0.05"
+        )
+    PruneConfig(0.0, config.importance, "global", config.max_layer_ratio).check_data(data)
+
+
+def _finetuner(
+    t: Target,
+    data: str | Path,
+    batch: int,
+    out: Path,
+    teacher: Path | None,
+    train_overrides: dict[str, Any] | None,
+    say: Callable[[str], None],
+) -> Callable[[Detector, int, str], None]:
+    """The search's fine-tuning: Ultralytics' trainer on ``data``, distilled from ``teacher`` if any."""
+    extra = {"distill_model": str(teacher)} if teacher is not None else {}
+
+    def finetune(det: Detector, epochs: int, name: str) -> None:
+        say(f"  fine-tuning {epochs} epochs{' with distillation' if teacher else ''} ...")
         det.train(
-            data, epochs=n, imgsz=t.imgsz, batch=batch, out_dir=out / "runs", name=name, progress=say,
+            data, epochs=epochs, imgsz=t.imgsz, batch=batch, out_dir=out / "runs", name=name, progress=say,
             **extra, **(train_overrides or {}),
         )  # fmt: skip
 
-    def evaluate(det: Detector) -> dict[str, float]:
-        return det.evaluate(data, imgsz=t.imgsz, batch=batch)
+    return finetune
 
-    baseline_metrics = evaluate(detector) if data is not None else {}
-    pruned, steps_done, probes, latency_model, baseline = search_budget(
-        detector, config, meter=meter, round_to=t.round_to, imgsz=t.imgsz, out=out, data=data,
-        finetune=finetune if data is not None else None, evaluate=evaluate if data is not None else None,
-        check=meter.alone if isinstance(meter, ArtifactMeter) else None, resume=resume, say=say,
-        reference_timings=(lambda: meter.reference_timings) if isinstance(meter, ArtifactMeter) else None,
-    )  # fmt: skip
-    if not steps_done and epochs > 0:
-        finetune(pruned, epochs, "final")
-    # the baseline's latency in the search's frame: the median of its timings (the first one with a
-    # meter that does not time it again)
-    reference_ms = getattr(meter, "reference_ms", None)
-    budget_search = config.budget_at(reference_ms or baseline["measured_ms"])
-    checkpoint = pruned.save(
-        out / "pruned.pt",
-        {"budget_ms": budget_search, "speedup": speedup, "target": t.name, "steps": len(steps_done)},
-    )
-    final = export_detector(pruned, t, out, "pruned", calib=calib)
-    check = _final_check(final.artifact, t, meter, remote=host is not None)
-    stats, reference_now = check.stats, check.reference_ms
-    # a speed-up is judged against the baseline as timed alongside the final check, where it was
-    budget = config.budget_at(reference_now or reference_ms or baseline["measured_ms"])
-    verdict = judge(stats, budget, percentile)
-    # the search's last timing of this very model (against the baseline, in interleaved rounds)
-    searched_ms = steps_done[-1].measured_ms if steps_done else baseline["measured_ms"]
-    counts = pruned.count(t.imgsz)
-    predicted = steps_done[-1].predicted_ms if steps_done else baseline["measured_ms"]
-    final_ms = stats.get(percentile)
-    # Predictions are in the frame of the baseline's timing during the search; a shared machine may
-    # run everything faster or slower by now. The final artifact timed in rounds against the
-    # baseline gives its latency in that frame, so the latency model's error is told apart from the
-    # machine's (the verdict uses final_ms as measured).
-    drift = reference_now / reference_ms if reference_now and reference_ms else None
-    in_frame = check.in_frame(reference_ms)
-    error = abs(predicted - (in_frame or final_ms)) / (in_frame or final_ms)
-    metrics = steps_done[-1].metrics if steps_done and steps_done[-1].metrics else {}
-    if data is not None and (not metrics or not steps_done):
-        metrics = evaluate(pruned)
-    if verdict.passed:
-        message = verdict.sentence()
-    elif searched_ms <= budget_search:  # not a limit of pruning: two timings of one model disagree
-        message = (
-            f"budget not met on the final check: {final_ms:.2f} ms {percentile} on its own (budget "
-            f"{budget:.2f} ms), while the search timed this model at {searched_ms:.2f} ms against the baseline; "
-            f"the machine's timing varies (cv {stats.cv:.0%} in the final check), so re-measure it with "
-            f"`edgeprune profile` or on a dedicated device; kept: {checkpoint}, {final.artifact}"
-        )
-    else:
-        message = (
-            f"budget not met: the smallest model reached runs in {stats.get(percentile):.2f} ms {percentile} "
-            f"(budget {budget:.2f} ms) with {counts['params'] / 1e6:.2f}M params and "
-            f"{counts['macs'] / 1e9:.2f} GMACs at {t.imgsz} px; kept: {checkpoint}, {final.artifact}"
-        )
-    if speedup is not None:
-        message += (
-            f" (speed-up {speedup:g}x: the budget is the baseline's {budget * speedup:.2f} ms, timed alongside "
-            f"the final check, / {speedup:g}; the verdict of `edgeprune profile` uses the target's budget instead)"
-        )
-    search_block = {
-        "config": {k: v for k, v in config.__dict__.items()},
-        "speedup": speedup,
-        "round_to": t.round_to,  # every pruned width is a multiple of this
-        "budget_ms_in_search": budget_search,  # with a speed-up: the baseline's median timing / speedup
-        "steps": [s.__dict__ for s in steps_done],
-        "probes": [p_.__dict__ for p_ in probes],
-        "latency_points": latency_model.points,
-        "predicted_ms": predicted,
-        "measured_ms_in_search": searched_ms,
-        "measured_ms_checked": steps_done[-1].checked_ms if steps_done else None,
-        "measured_ms_final": final_ms,
-        "measured_ms_final_in_search_frame": in_frame,
-        "reference_ms": reference_ms,
-        "reference_ms_final": reference_now,
-        "drift": drift,
-        "prediction_error": error,
-        "prediction_error_uncorrected": abs(predicted - final_ms) / final_ms,
-        "margin": _margin_used(config, meter),
-    }
-    report = build_report(
-        target=t.with_overrides(budget={"latency_ms": budget}),
+
+def _budget_report(
+    result: SearchResult, t: Target, model: Any, baseline_metrics: dict[str, float]
+) -> dict[str, Any]:
+    """prune.json of a budget search."""
+    b = result.baseline
+    return build_report(
+        target=t.with_overrides(budget={"latency_ms": result.verdict.budget_ms}),
         baseline=model_block(
-            counts={"params": baseline["params"], "macs": baseline["macs"]}, metrics=baseline_metrics,
-            artifact=str(model), measured_ms=baseline["measured_ms"],
+            counts={"params": b["params"], "macs": b["macs"]}, metrics=baseline_metrics, artifact=str(model),
+            measured_ms=b["measured_ms"],
         ),
         result=model_block(
-            counts=counts, latency=stats, metrics=metrics, artifact=final.artifact, checkpoint=str(checkpoint),
-            parity=final.parity,
+            counts=result.counts, latency=result.stats, metrics=result.metrics, artifact=result.artifact,
+            checkpoint=str(result.checkpoint), parity=result.export.parity,
         ),
-        verdict=verdict,
+        verdict=result.verdict,
         environment=collect_environment(get_runtime(t.runtime).environment(), t.threads),
-        search=search_block,
-        message=message,
+        search=result.search_block(),
+        message=result.message,
     )  # fmt: skip
-    report_path = write_report(report, out / "prune.json")
-    return BudgetOutcome(
-        pruned, verdict.passed, verdict, checkpoint, final.artifact, report, report_path, message
-    )
-
-
-def _margin_used(config: Any, meter: Any) -> dict[str, Any]:
-    """The margin the search aimed at, and for ``auto`` what it was read from."""
-    import numpy as np
-
-    from edgeprune.pruning.search import auto_margin
-
-    if config.margin != "auto":
-        return {"setting": config.margin, "fraction": config.margin}
-    timings = list(getattr(meter, "reference_timings", []))
-    out: dict[str, Any] = {
-        "setting": "auto",
-        "fraction": auto_margin(timings),
-        "reference_timings": len(timings),
-    }
-    if timings:
-        out["reference_p50_ms"], out["reference_p90_ms"] = (
-            float(v) for v in np.percentile(timings, [50, 90])
-        )
-    return out
-
-
-def _final_check(artifact: Path, t: Target, meter: Any, *, remote: bool) -> Check:
-    """The final artifact profiled on its own like ``edgeprune profile`` does, here or on the host;
-    with the baseline timed in alternating rounds when the meter can time it again (an
-    ``ArtifactMeter``: three rounds each)."""
-    from edgeprune.exporting import ArtifactMeter
-
-    if remote:
-        from edgeprune.profiling.remote import profile_hosts
-
-        (r,) = profile_hosts([meter.spec], artifact, t, ssh_config=meter.ssh_config)
-        if not r.ok:
-            raise EdgepruneError(f"profiling the final artifact on {meter.spec.label} failed: {r.error}")
-        got = r.report["result"]["latency_ms"]
-        fields = LatencyStats.__dataclass_fields__
-        return Check(LatencyStats(**{k: got.get(k, float("nan")) for k in fields if k != "outliers"}))
-    if isinstance(meter, ArtifactMeter):
-        return meter.check(artifact)
-    session = get_runtime(t.runtime).load(artifact, threads=t.threads)
-    inputs = session.random_inputs()
-    return Check(measure_profiled(lambda: session(*inputs), t.profiling))
 
 
 def export(
@@ -479,8 +410,7 @@ def profile(
             f"target {t.name!r} runs {t.runtime}, which needs a {runtime.suffix} artifact; got {artifact.name}"
         )
     session = runtime.load(artifact, threads=t.threads)
-    inputs = session.random_inputs()
-    stats = measure_profiled(lambda: session(*inputs), t.profiling, max_time_s=max_time_s)
+    stats = measure_profiled(session.runner(), t.profiling, max_time_s=max_time_s)
     verdict = judge(stats, t.budget.latency_ms, t.budget.percentile)
     environment = collect_environment(runtime.environment(), t.threads)
     input_shape = list(session.inputs[0].shape)
@@ -533,3 +463,16 @@ def profile_remote(
     if json_path is not None:
         write_report(report, json_path)
     return report
+
+
+def run(recipe: str | Path, *, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """The whole flow from a recipe file (``edgeprune run RECIPE.yaml``): prune, fine-tune, export
+    and profile the baseline and the pruned model side by side, then judge the budget.
+
+    Returns:
+        The report, also written to the recipe's ``out`` folder as ``report.json``.
+    """
+    from edgeprune.pipeline import run_pipeline
+    from edgeprune.recipe import load_recipe
+
+    return run_pipeline(load_recipe(recipe), say=say)

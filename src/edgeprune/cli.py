@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgeprune import __version__
-from edgeprune.errors import EdgepruneError
+from edgeprune.errors import EdgepruneError, OptionError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_OVER_BUDGET = 0, 1, 2, 3
 
@@ -26,13 +26,15 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         raise EdgepruneError(
             "--ratio excludes --budget-ms and --speedup: a fixed ratio, or a search to a budget"
         )
+    given = {
+        "importance": args.importance,
+        "allocation": args.allocation,
+        "max_layer_ratio": args.max_layer_ratio,
+    }
     outcome = prune(
         args.model,
         args.target,
         ratio=args.ratio,
-        importance=args.importance or "l2",
-        allocation=args.allocation,
-        max_layer_ratio=0.8 if args.max_layer_ratio is None else args.max_layer_ratio,
         data=args.data,
         epochs=args.epochs,
         imgsz=args.imgsz,
@@ -41,6 +43,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         trust_checkpoint=args.trust_checkpoint,
         train_overrides={"device": args.device} if args.device else None,
+        **{k: v for k, v in given.items() if v is not None},
     )
     r = outcome.report
     if args.dry_run:
@@ -68,38 +71,34 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
 
     if args.dry_run:
         raise EdgepruneError("--dry-run plans a fixed --ratio; a budget search measures artifacts as it goes")
-    if args.allocation != "global":
+    if args.allocation not in (None, "global"):
         print("note: the budget search ranks channels globally (--allocation is ignored)")
     outcome = prune_to_budget(
-        args.model, args.target, budget_ms=args.budget_ms, speedup=args.speedup, data=args.data, epochs=args.epochs,
-        step_epochs=args.step_epochs, steps=args.steps, importance=args.importance, margin=args.margin,
-        max_layer_ratio=0.6 if args.max_layer_ratio is None else args.max_layer_ratio, distill=args.distill,
-        calib=args.calib, imgsz=args.imgsz, batch=args.batch, out=args.out, resume=args.resume,
-        trust_checkpoint=args.trust_checkpoint, host=args.host, host_python=args.host_python,
+        args.model, args.target, data=args.data, calib=args.calib, imgsz=args.imgsz, batch=args.batch, out=args.out,
+        resume=args.resume, trust_checkpoint=args.trust_checkpoint, host=args.host, host_python=args.host_python,
         ssh_config=args.ssh_config, train_overrides={"device": args.device} if args.device else None,
+        budget_ms=args.budget_ms, speedup=args.speedup, epochs=args.epochs, step_epochs=args.step_epochs,
+        steps=args.steps, importance=args.importance, margin=args.margin, max_layer_ratio=args.max_layer_ratio,
+        distill=args.distill or None,
     )  # fmt: skip
-    r, search = outcome.report, outcome.report["search"]
-    rows = [["baseline", r["baseline"]["params"], r["baseline"]["macs"], r["baseline"]["metrics"].get("map50_95"),
-             r["baseline"]["measured_ms"], "-", "-"]]  # fmt: skip
-    for st in search["steps"]:
-        rows.append([f"step {st['step']} ({st['ratio']:.0%})", st["params"], st["macs"], st["metrics"].get("map50_95"),
-                     st["measured_ms"], st["predicted_ms"], st["goal_ms"]])  # fmt: skip
+    result, b = outcome.result, outcome.result.baseline
+    rows = [["baseline", b["params"], b["macs"], outcome.report["baseline"]["metrics"].get("map50_95"),
+             b["measured_ms"], "-", "-"]]  # fmt: skip
+    for st in result.steps:
+        rows.append([f"step {st.step} ({st.ratio:.0%})", st.params, st.macs, st.metrics.get("map50_95"),
+                     st.measured_ms, st.predicted_ms, st.goal_ms])  # fmt: skip
     print()
     print(
         format_table(["model", "params", "MACs", "mAP50-95", "measured ms", "predicted ms", "goal ms"], rows)
     )
-    line = f"final artifact {outcome.artifact}: {search['measured_ms_final']:.2f} ms measured on its own"
-    if search.get("measured_ms_final_in_search_frame"):
+    line = f"final artifact {result.artifact}: {result.verdict.latency_ms:.2f} ms measured on its own"
+    if result.final_in_frame:
         line += (
-            f" ({search['measured_ms_final_in_search_frame']:.2f} ms against the baseline as the search timed "
-            f"it; the baseline now runs {search['reference_ms_final']:.2f} ms, {search['drift'] - 1:+.0%} since "
-            "the search began)"
+            f" ({result.final_in_frame:.2f} ms against the baseline as the search timed it; the baseline now "
+            f"runs {result.final_check.reference_ms:.2f} ms, {result.drift - 1:+.0%} since the search began)"
         )
-    print(
-        line
-        + f"; {search['predicted_ms']:.2f} ms predicted, prediction error {search['prediction_error']:.1%}"
-    )
-    margin = search["margin"]
+    print(line + f"; {result.predicted_ms:.2f} ms predicted, prediction error {result.prediction_error:.1%}")
+    margin = result.margin
     if margin["setting"] == "auto" and "reference_p90_ms" in margin:
         print(
             f"margin auto: aimed {margin['fraction']:.0%} under the budget; the baseline ran "
@@ -233,10 +232,9 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from edgeprune.pipeline import run_pipeline
-    from edgeprune.recipe import load_recipe
+    from edgeprune.api import run
 
-    report = run_pipeline(load_recipe(args.recipe))
+    report = run(args.recipe)
     return EXIT_OK if report["passed"] else EXIT_OVER_BUDGET
 
 
@@ -259,6 +257,7 @@ def _margin(text: str) -> float | str:
 
 def build_parser() -> argparse.ArgumentParser:
     from edgeprune.pruning.importance import ALLOCATIONS, IMPORTANCE
+    from edgeprune.pruning.options import FINETUNE_BATCH, PruneConfig, SearchConfig, search_importance
 
     parser = argparse.ArgumentParser(
         prog="edgeprune",
@@ -301,18 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead of --budget-ms: run this many times faster than the unpruned model, both measured on "
         "the target's runtime and precision, side by side (e.g. 2)",
     )
-    p.add_argument("--steps", type=int, default=3, help="budget search: pruning steps (default 3)")
+    p.add_argument("--steps", type=int, help=f"budget search: pruning steps (default {SearchConfig.steps})")
     p.add_argument(
         "--margin",
         type=_margin,
-        default=0.03,
-        help="budget search: aim this fraction under the budget (default 0.03), or 'auto': as far under "
+        help=f"budget search: aim this fraction under the budget (default {SearchConfig.margin}), or 'auto': as far under "
         "as the baseline's own timings ran slow (p90 over median) during the search (not with --host)",
     )
     p.add_argument(
         "--step-epochs",
         type=int,
-        default=0,
         help="budget search: fine-tuning epochs after each step but the last",
     )
     p.add_argument(
@@ -331,25 +328,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssh-config", help="OpenSSH client config to read (default ~/.ssh/config)")
     p.add_argument(
         "--importance",
-        help=f"channel importance criterion: {', '.join(IMPORTANCE.names())}; default l2, or taylor for a "
+        help=f"channel importance criterion: {', '.join(IMPORTANCE.names())}; default {PruneConfig.importance}, or "
+        f"{search_importance('data')} for a "
         "budget search with --data (taylor's gradients come from a few batches of the train split)",
     )
     p.add_argument(
         "--allocation",
         choices=ALLOCATIONS,
-        default="uniform",
-        help="uniform: the same ratio for every group; global: rank all channels together",
+        help="uniform: the same ratio for every group; global: rank all channels together "
+        f"(default {PruneConfig.allocation})",
     )
     p.add_argument(
         "--max-layer-ratio",
         type=float,
-        default=None,
-        help="no layer loses more than this fraction of its channels (default 0.8; 0.6 per budget-search step)",
+        help="no layer loses more than this fraction of its channels (default "
+        f"{PruneConfig.max_layer_ratio}; {SearchConfig.max_layer_ratio} per budget-search step)",
     )
     p.add_argument("--data", help="Ultralytics data.yaml: measure mAP before/after and fine-tune on it")
     p.add_argument("--epochs", type=int, default=0, help="fine-tuning epochs after pruning (0 = none)")
     p.add_argument("--imgsz", type=int, help="image size (default: the target's)")
-    p.add_argument("--batch", type=int, default=16, help="batch size for fine-tuning and validation")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=FINETUNE_BATCH,
+        help=f"batch size for fine-tuning and validation (default {FINETUNE_BATCH})",
+    )
     p.add_argument("--out", default="edgeprune-out", help="output folder (pruned.pt, prune.json)")
     p.add_argument("--dry-run", action="store_true", help="print the per-layer plan and change nothing")
     p.add_argument("--all-layers", action="store_true", help="with --dry-run, list unchanged layers too")
@@ -418,6 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _flag(option: str) -> str:
+    """The flag that sets a library option: ``max_layer_ratio`` -> ``--max-layer-ratio``."""
+    return "--epochs" if option == "final_epochs" else "--" + option.replace("_", "-")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -426,7 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgepruneError as e:
         if args.verbose:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        message = e.with_names(_flag) if isinstance(e, OptionError) else str(e)
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

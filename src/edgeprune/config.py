@@ -36,6 +36,7 @@ from edgeprune.errors import ConfigError
 __all__ = [
     "STRICT_CONFIG",
     "Problem",
+    "choice",
     "load_yaml_model",
     "non_blank",
     "one_of",
@@ -151,6 +152,17 @@ def non_blank(value: str) -> str:
     """
     if not value.strip():
         raise ValueError(f"expected a non-empty text, got {show_value(value)}")
+    return value
+
+
+def choice(value: str, known: Sequence[str]) -> str:
+    """Field-validator helper: ``value`` must be one of ``known`` (a registry's names, say).
+
+    Raises:
+        ValueError: With an "expected one of ..., got ..." message.
+    """
+    if value not in known:
+        raise ValueError(f"expected one of {one_of(known)}, got {show_value(value)}")
     return value
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from edgeprune.exporting import export_detector
 from edgeprune.models import Detector, load_model
 from edgeprune.profiling import collect_environment, judge, measure_interleaved
-from edgeprune.pruning.options import PruneConfig
+from edgeprune.pruning.options import FINETUNE_BATCH, PruneConfig
 from edgeprune.report import build_report, format_table, model_block, write_report
 from edgeprune.runtimes import get_runtime
 from edgeprune.targets import Target, load_target
@@ -34,7 +34,7 @@ class PipelineSpec:
     threads: int | None = None
     prune: PruneConfig = field(default_factory=lambda: PruneConfig(ratio=0.5))  # round_to: the target's
     epochs: int = 0
-    batch: int = 16
+    batch: int = FINETUNE_BATCH
     seed: int = 0
     budget_fraction: float | None = None
     profile_rounds: int = 3
@@ -110,7 +110,7 @@ def run_pipeline(
         done()
 
     config = spec.prune.with_changes(round_to=target.round_to)
-    config.check(spec.data)
+    config.check_data(spec.data)
     tune = f" and fine-tune {spec.epochs} epochs" if spec.epochs else ""
     done = stages.start(f"prune {config.describe()}{tune}")
     pruned = baseline.clone()
@@ -146,7 +146,7 @@ def run_pipeline(
         f"{spec.profile_rounds} interleaved rounds"
     )
     sessions = {name: runtime.load(e.artifact, threads=threads) for name, e in exports.items()}
-    calls = {name: _runner(session) for name, session in sessions.items()}
+    calls = {name: session.runner() for name, session in sessions.items()}
     p, rounds = target.profiling, max(1, spec.profile_rounds)
     stats = measure_interleaved(
         calls,
@@ -208,8 +208,3 @@ def _threads_text(threads: int | None) -> str:
     if threads is None:
         return "the runtime's default threads"
     return "1 thread" if threads == 1 else f"{threads} threads"
-
-
-def _runner(session: Any) -> Callable[[], object]:
-    inputs = session.random_inputs()
-    return lambda: session(*inputs)

@@ -18,13 +18,14 @@ Relative paths are resolved against the recipe file's folder.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from edgeprune.config import STRICT_CONFIG, load_yaml_model
+from edgeprune.config import STRICT_CONFIG, choice, load_yaml_model
+from edgeprune.errors import ConfigError, OptionError
 from edgeprune.pipeline import PipelineSpec
-from edgeprune.pruning.options import PruneConfig
+from edgeprune.pruning.importance import ALLOCATIONS, IMPORTANCE
+from edgeprune.pruning.options import FINETUNE_BATCH, PruneConfig
 
 
 class PruneStep(BaseModel):
@@ -32,16 +33,31 @@ class PruneStep(BaseModel):
 
     ratio: float = Field(ge=0, lt=1, description="fraction of channels removed from every group")
     importance: str = Field(
-        default="l2", description="channel importance criterion (l1, l2, bn, taylor, lamp, random)"
+        default=PruneConfig.importance,
+        description="channel importance criterion (l1, l2, bn, taylor, lamp, random)",
     )
-    allocation: Literal["uniform", "global"] = Field(
-        default="uniform", description="ratio of every group (uniform) or of all channels (global)"
+    allocation: str = Field(
+        default=PruneConfig.allocation,
+        description="ratio of every group (uniform) or of all channels (global)",
     )
     max_layer_ratio: float = Field(
-        default=0.8, gt=0, lt=1, description="no layer loses more than this fraction of its channels"
+        default=PruneConfig.max_layer_ratio,
+        gt=0,
+        lt=1,
+        description="no layer loses more than this fraction of its channels",
     )
     epochs: int = Field(default=0, ge=0, description="fine-tuning epochs after pruning (needs data)")
-    batch: int = Field(default=16, ge=1, description="batch size for fine-tuning and validation")
+    batch: int = Field(default=FINETUNE_BATCH, ge=1, description="batch size for fine-tuning and validation")
+
+    @field_validator("importance")
+    @classmethod
+    def _importance(cls, value: str) -> str:
+        return choice(value, IMPORTANCE.names())
+
+    @field_validator("allocation")
+    @classmethod
+    def _allocation(cls, value: str) -> str:
+        return choice(value, ALLOCATIONS)
 
 
 class Recipe(BaseModel):
@@ -79,6 +95,15 @@ def load_recipe(path: str | Path) -> PipelineSpec:
     target = recipe.target
     if target.lower().endswith((".yaml", ".yml")) or "/" in target:
         target = str(base / target)
+    try:
+        prune = PruneConfig(
+            ratio=recipe.prune.ratio,
+            importance=recipe.prune.importance,
+            allocation=recipe.prune.allocation,
+            max_layer_ratio=recipe.prune.max_layer_ratio,
+        )
+    except OptionError as e:
+        raise ConfigError(f"{path}: prune: {e.with_names(lambda name: name)}") from None
     return PipelineSpec(
         model=local(recipe.model),
         target=target,
@@ -86,12 +111,7 @@ def load_recipe(path: str | Path) -> PipelineSpec:
         calib=str(base / recipe.calib) if recipe.calib else None,
         imgsz=recipe.imgsz,
         threads=recipe.threads,
-        prune=PruneConfig(
-            ratio=recipe.prune.ratio,
-            importance=recipe.prune.importance,
-            allocation=recipe.prune.allocation,
-            max_layer_ratio=recipe.prune.max_layer_ratio,
-        ),
+        prune=prune,
         epochs=recipe.prune.epochs,
         batch=recipe.prune.batch,
         seed=recipe.seed,

@@ -29,13 +29,14 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationInfo, field_valida
 from edgeprune.config import (
     STRICT_CONFIG,
     Problem,
+    choice,
     load_yaml_model,
     non_blank,
-    one_of,
     show_value,
     validate_model,
 )
 from edgeprune.errors import ConfigError
+from edgeprune.profiling.timing import Percentile
 from edgeprune.resources import data_dir
 
 __all__ = [
@@ -54,7 +55,6 @@ __all__ = [
 
 DeviceKind = Literal["x86-cpu", "arm-cpu", "jetson", "other"]
 Precision = Literal["fp32", "fp16", "int8"]
-Percentile = Literal["p50", "p90", "p99", "mean"]
 
 _SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _SUFFIXES = (".yaml", ".yml")
@@ -97,13 +97,6 @@ class Budget(BaseModel):
     memory_mb: float | None = Field(
         default=None, gt=0, allow_inf_nan=False, description="optional memory limit in MiB"
     )
-
-    def describe(self) -> str:
-        """Return the budget as one short phrase, e.g. ``"p90 latency <= 8 ms"``."""
-        text = f"{self.percentile} latency <= {self.latency_ms:g} ms"
-        if self.memory_mb is not None:
-            text += f", memory <= {self.memory_mb:g} MB"
-        return text
 
 
 class Profiling(BaseModel):
@@ -192,10 +185,7 @@ class Target(BaseModel):
     def _check_runtime(cls, value: str) -> str:
         from edgeprune.runtimes import RUNTIMES  # lazy: registering runtimes imports no backend
 
-        known = RUNTIMES.names()
-        if value not in known:
-            raise ValueError(f"expected one of {one_of(known)}, got {show_value(value)}")
-        return value
+        return choice(value, RUNTIMES.names())
 
     @field_validator("imgsz")
     @classmethod

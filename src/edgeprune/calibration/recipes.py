@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from edgeprune.config import STRICT_CONFIG, Problem, load_yaml_model
+from edgeprune.config import STRICT_CONFIG, Problem, choice, load_yaml_model
 from edgeprune.errors import ConfigError
 from edgeprune.resources import data_dir
 
@@ -60,14 +60,14 @@ class CalibrationRecipe(BaseModel):
     model_config = STRICT_CONFIG
 
     name: str = Field(description="recipe name (the file stem)")
-    runtime: Literal["onnxruntime", "openvino", "tflite", "tensorrt"] = Field(description="runtime adapter")
+    runtime: str = Field(description="runtime adapter (a name in edgeprune.runtimes.RUNTIMES)")
     method: Method = Field(default="minmax", description="minmax, entropy or percentile")
     percentile: float = Field(default=99.999, gt=90, le=100, description="for method percentile")
     images: int = Field(default=128, ge=1, le=100_000, description="calibration images drawn from the source")
     batch: int = Field(default=1, ge=1, le=256, description="calibration batch size")
     seed: int = Field(default=0, description="seed of the image draw")
     split: str = Field(default="train", description="data.yaml split the images come from")
-    keep_float: list[Literal["box_decode", "dfl"]] = Field(
+    keep_float: list[str] = Field(
         default_factory=list, description="model parts left in float (box_decode, dfl)"
     )
     keep_float_nodes: list[str] = Field(default_factory=list, description="regexes over exported node names")
@@ -79,6 +79,18 @@ class CalibrationRecipe(BaseModel):
     )
     preset: Literal["performance", "mixed"] = Field(default="mixed", description="NNCF preset (OpenVINO)")
     description: str = Field(default="", description="why the recipe is what it is")
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime(cls, value: str) -> str:
+        from edgeprune.runtimes import RUNTIMES  # lazy: registering runtimes imports no backend
+
+        return choice(value, RUNTIMES.names())
+
+    @field_validator("keep_float")
+    @classmethod
+    def _parts(cls, value: list[str]) -> list[str]:
+        return [choice(part, FLOAT_PARTS) for part in value]
 
     @field_validator("keep_float_nodes")
     @classmethod

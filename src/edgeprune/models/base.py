@@ -128,16 +128,25 @@ class Detector(ABC):
 
     def train(self, data: str | Path, *, epochs: int, imgsz: int, out_dir: Path, **kwargs: Any) -> None:
         """Fine-tune in place, keeping the (pruned) architecture."""
-        raise NotImplementedError(f"{self.family} models cannot be fine-tuned by edgeprune yet")
+        raise EdgepruneError(
+            f"{self.family} models have no training loop in edgeprune: prune without fine-tuning (no --epochs), "
+            "save the pruned model and fine-tune it with your own training code"
+        )
 
     def evaluate(self, data: str | Path, *, imgsz: int, **kwargs: Any) -> dict[str, float]:
         """Accuracy on the validation split, e.g. ``{"map50_95": .., "map50": ..}``."""
-        raise NotImplementedError(f"{self.family} models cannot be evaluated by edgeprune yet")
+        raise EdgepruneError(
+            f"{self.family} models have no detection metric in edgeprune: leave out --data (accuracy is "
+            "measured for Ultralytics models) and evaluate the pruned checkpoint with your own code"
+        )
 
     def evaluate_artifact(self, artifact: Path, data: str | Path, *, imgsz: int) -> dict[str, float]:
         """Accuracy of an exported artifact (ONNX, OpenVINO IR, ...) on the validation split, with
         the same metric and preprocessing as ``evaluate(..., square=True)``."""
-        raise NotImplementedError(f"{self.family} artifacts cannot be evaluated by edgeprune yet")
+        raise EdgepruneError(
+            f"{self.family} artifacts have no detection metric in edgeprune: export without --data (parity "
+            "against PyTorch is still measured) and evaluate the artifact with your own code"
+        )
 
     # --- export --------------------------------------------------------------------------
     def export_metadata(self, imgsz: int, batch: int = 1) -> dict[str, Any]:

@@ -741,12 +741,6 @@ def load_ultralytics_checkpoint(path: str | Path, *, trust: bool = False) -> nn.
     return model
 
 
-def _callable_names() -> list[str]:
-    """The functions and constructors a checkpoint may call (for documentation and tests)."""
-    _build_table()
-    return sorted(_name_of(real) for real, _, callable_ in _table.values() if callable_)
-
-
 __all__: list[str] = [
     "RestrictedUnpickler",
     "TRUST_HINT",

@@ -3,10 +3,9 @@
 Warm-up: at least ``warmup`` untimed runs and at least ``warmup_s`` seconds of them, then more in
 windows of 5 until the median of a window is within 5% of the previous window's (caches, lazy
 allocation and clock ramp-up have settled), at most 10 windows more. The time floor is cheap
-insurance (``trtexec --warmUp`` is the same idea): on the x86 VM this was built on, a small model
-run right after a large one took 2-3% longer for its first 20 calls, and in one measurement 5-9%
-longer for a whole second, although successive windows of 5 already agreed
-(``benchmarks/interleaving.py``).
+insurance (``trtexec --warmUp`` is the same idea): a small model run right after a large one can
+run slower for a second or so although successive windows already agree (measured in
+docs/latency.md).
 
 Outliers: every timed run is kept, nothing is trimmed. The verdict uses a percentile, which a few
 outliers (a context switch, a page fault) barely move; ``outliers`` counts the runs above
@@ -19,11 +18,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-PERCENTILES = ("p50", "p90", "p99", "mean")
+Percentile = Literal["p50", "p90", "p99", "mean"]
+"""The statistics a budget can be judged on."""
+PERCENTILES: tuple[str, ...] = get_args(Percentile)
 
 
 @dataclass(frozen=True)

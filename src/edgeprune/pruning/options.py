@@ -1,18 +1,27 @@
-"""``PruneConfig``: every choice of a pruning pass in one frozen object.
+"""The options of a pruning pass (``PruneConfig``) and of a budget search (``SearchConfig``).
 
-The CLI, the Python API, recipes, the pipeline and the latency-budget search all build one of
-these and hand it to ``prune_detector``; ``check`` rejects what cannot be honoured before any
-work is done. Importable without torch.
+Each is a frozen dataclass that owns its defaults and validates itself on construction, so a
+value that cannot be honoured fails before any work is done, naming the field. The CLI, the
+Python API, recipes, the pipeline and the search read their defaults from here. Importable
+without torch (the CLI builds its help from it).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from edgeprune.errors import EdgepruneError
+from edgeprune.errors import OptionError
 from edgeprune.pruning.importance import ALLOCATIONS, IMPORTANCE, NEEDS_GRADIENTS
+
+FINETUNE_BATCH = 16
+"""Batch size of fine-tuning and validation unless told otherwise."""
+
+
+def _check_importance(name: str) -> None:
+    if name not in IMPORTANCE:
+        raise OptionError(f"`importance`: unknown criterion {name!r}; known: {', '.join(IMPORTANCE.names())}")
 
 
 @dataclass(frozen=True)
@@ -37,9 +46,35 @@ class PruneConfig:
     grad_batches: int = 4
     grad_batch_size: int = 8
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ratio < 1.0:
+            raise OptionError(f"`ratio` must be in [0, 1), got {self.ratio}")
+        if self.round_to < 1:
+            raise OptionError(f"`round_to` must be >= 1, got {self.round_to}")
+        if self.allocation not in ALLOCATIONS:
+            raise OptionError(f"`allocation`: unknown {self.allocation!r}; known: {', '.join(ALLOCATIONS)}")
+        if not 0.0 < self.max_layer_ratio < 1.0:
+            raise OptionError(f"`max_layer_ratio` must be in (0, 1), got {self.max_layer_ratio}")
+        if self.allocation == "uniform" and self.ratio > self.max_layer_ratio:
+            raise OptionError(
+                f"uniform pruning removes {self.ratio:.0%} of every layer, above `max_layer_ratio` "
+                f"{self.max_layer_ratio:g}; raise `max_layer_ratio` or lower `ratio`"
+            )
+        if self.grad_batches < 1 or self.grad_batch_size < 1:
+            raise OptionError("`grad_batches` and `grad_batch_size` must be >= 1")
+        _check_importance(self.importance)
+
     @property
     def needs_gradients(self) -> bool:
         return self.importance in NEEDS_GRADIENTS
+
+    def check_data(self, data: str | Path | None) -> None:
+        """Raise ``OptionError`` when the criterion needs a dataset and ``data`` is None."""
+        if self.needs_gradients and data is None:
+            raise OptionError(
+                f"criterion {self.importance!r} needs a model family with a training loss and `data` "
+                "(a few batches of real data give the gradients)"
+            )
 
     def with_changes(self, **changes: Any) -> PruneConfig:
         return replace(self, **changes)
@@ -52,26 +87,96 @@ class PruneConfig:
         scope = "of all channels, ranked globally" if self.allocation == "global" else "of every group"
         return f"{self.ratio:.0%} {scope} ({self.importance}, channels rounded to {self.round_to})"
 
-    def check(self, data: str | Path | None = None) -> None:
-        """Raise ``EdgepruneError`` for a configuration ``prune_detector`` cannot honour with ``data``."""
-        if not 0.0 <= self.ratio < 1.0:
-            raise EdgepruneError(f"--ratio must be in [0, 1), got {self.ratio}")
-        if self.round_to < 1:
-            raise EdgepruneError(f"round_to must be >= 1, got {self.round_to}")
-        if self.allocation not in ALLOCATIONS:
-            raise EdgepruneError(f"unknown allocation {self.allocation!r}; known: {', '.join(ALLOCATIONS)}")
+
+def search_importance(data: str | Path | None) -> str:
+    """The budget search's default criterion: ``taylor`` when a dataset gives gradients, else ``l2``."""
+    return "taylor" if data is not None else "l2"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How the budget search runs.
+
+    Attributes:
+        budget_ms: the latency to meet, at ``percentile``.
+        speedup: instead of ``budget_ms``: the budget is the baseline's latency divided by this,
+            the baseline timed again with every candidate (the median of its timings so far), so
+            that a machine running faster or slower as a whole does not move the goal.
+        percentile: ``p50``, ``p90``, ``p99`` or ``mean``.
+        steps: pruning steps from the baseline to the budget (fine-tuning after each).
+        importance: channel criterion (``l1``, ``l2``, ``bn``, ``taylor``, ``lamp``, ``random``).
+        max_layer_ratio: no layer loses more than this fraction of its channels in one step.
+        margin: aim this fraction under the budget, so that measurement noise does not flip the
+            verdict; ``"auto"``: ``1 - median / p90`` of the baseline's timings so far (see
+            ``Goals.margin``).
+        tolerance: a probe within this fraction above its step's goal is accepted.
+        probes_per_step: candidates measured per step at most.
+        step_epochs: fine-tuning epochs after each step but the last (needs data).
+        final_epochs: fine-tuning epochs after the last step (needs data).
+        distill: fine-tune with knowledge distillation from the unpruned model.
+        calib_images: calibration images of INT8 candidates (latency does not depend on them).
+        rounds, iterations, warmup: interleaved timing of each candidate against the baseline
+            (``ArtifactMeter``: per model and round, the target's warm-up, then ``iterations``
+            runs and a quarter of the target's ``min_time_s``).
+        extra_steps: steps allowed after the planned ones while the budget is still missed.
+        bn_images: train images that re-estimate BatchNorm statistics after each step (with data;
+            0: never), before that step's fine-tuning, evaluation and the next step's ranking.
+    """
+
+    budget_ms: float | None = None
+    percentile: str = "p50"
+    speedup: float | None = None
+    steps: int = 3
+    importance: str = "l2"
+    max_layer_ratio: float = 0.6
+    margin: float | str = 0.03
+    tolerance: float = 0.02
+    probes_per_step: int = 3
+    step_epochs: int = 0
+    final_epochs: int = 0
+    distill: bool = False
+    calib_images: int = 16
+    rounds: int = 6
+    iterations: int = 10
+    warmup: int = 5
+    extra_steps: int = 3
+    bn_images: int = 256
+
+    def __post_init__(self) -> None:
+        from edgeprune.profiling.timing import PERCENTILES
+
+        if (self.budget_ms is None) == (self.speedup is None):
+            raise OptionError("give a latency budget or a speed-up, one of the two: `budget_ms` or `speedup`")
+        if self.budget_ms is not None and not self.budget_ms > 0:
+            raise OptionError(f"`budget_ms` must be > 0, got {self.budget_ms}")
+        if self.speedup is not None and not self.speedup > 1:
+            raise OptionError(f"`speedup` must be > 1 (times faster than the baseline), got {self.speedup}")
+        if self.percentile not in PERCENTILES:
+            raise OptionError(
+                f"`percentile` must be one of {', '.join(PERCENTILES)}, got {self.percentile!r}"
+            )
+        for name in ("steps", "probes_per_step", "rounds", "iterations"):
+            if getattr(self, name) < 1:
+                raise OptionError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        for name in ("step_epochs", "final_epochs", "extra_steps", "warmup", "bn_images", "calib_images"):
+            if getattr(self, name) < 0:
+                raise OptionError(f"`{name}` must be >= 0, got {getattr(self, name)}")
+        if self.margin != "auto" and (isinstance(self.margin, str) or not 0 <= self.margin < 0.5):
+            raise OptionError(f"`margin` must be in [0, 0.5) or 'auto', got {self.margin!r}")
+        if not 0 <= self.tolerance < 0.5:
+            raise OptionError(f"`tolerance` must be in [0, 0.5), got {self.tolerance}")
         if not 0.0 < self.max_layer_ratio < 1.0:
-            raise EdgepruneError(f"--max-layer-ratio must be in (0, 1), got {self.max_layer_ratio}")
-        if self.allocation == "uniform" and self.ratio > self.max_layer_ratio:
-            raise EdgepruneError(
-                f"uniform pruning removes {self.ratio:.0%} of every layer, above --max-layer-ratio "
-                f"{self.max_layer_ratio:g}; raise --max-layer-ratio or lower --ratio"
-            )
-        if self.grad_batches < 1 or self.grad_batch_size < 1:
-            raise EdgepruneError("grad_batches and grad_batch_size must be >= 1")
-        IMPORTANCE.get(self.importance)  # unknown names: the error lists the known ones
-        if self.needs_gradients and data is None:
-            raise EdgepruneError(
-                f"criterion {self.importance!r} needs a model family with a training loss and --data "
-                "(a few batches of real data give the gradients)"
-            )
+            raise OptionError(f"`max_layer_ratio` must be in (0, 1), got {self.max_layer_ratio}")
+        _check_importance(self.importance)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def budget_at(self, reference_ms: float) -> float:
+        """The budget in ms when the baseline runs ``reference_ms``: ``budget_ms``, or
+        ``reference_ms / speedup``."""
+        return float(self.budget_ms) if self.speedup is None else reference_ms / self.speedup

@@ -75,7 +75,7 @@ def prune_detector(
         data: a dataset (Ultralytics data.yaml) for criteria that need gradients (``taylor``).
         dry_run: plan on a copy and leave ``detector`` untouched.
     """
-    config.check(data)
+    config.check_data(data)
     criterion = IMPORTANCE.get(config.importance)
     if dry_run:
         detector = detector.clone()
@@ -170,6 +170,23 @@ class _GroupPlan:
         return sorted(int(i) + g * positions for g in range(self.ch_groups) for i in lowest)
 
 
+def channel_groups(pruner: Any, group: Any) -> int:
+    """In how many repeated groups ``group``'s channels come (1: none): the largest setting that the
+    pruner's public ``in_channel_groups`` / ``out_channel_groups`` give the group's layers, each read
+    on the side (input or output channels) the group prunes it on. Group convolutions and ADown's
+    halved inputs have more than one."""
+    counts = [1]
+    for dep, _ in group:
+        side = (
+            pruner.out_channel_groups
+            if pruner.DG.is_out_channel_pruning_fn(dep.handler)
+            else pruner.in_channel_groups
+        )
+        if dep.target.module in side:
+            counts.append(side[dep.target.module])
+    return max(counts)
+
+
 def _global_plan(
     pruner: Any, ratio: float, round_to: int, max_layer_ratio: float, pairs: list[tuple[Any, Any]]
 ) -> list[_GroupPlan]:
@@ -191,7 +208,7 @@ def _global_plan(
         imp = pruner.estimate_importance(group)
         if imp is None:
             continue
-        ch_groups = pruner._get_channel_groups(group)
+        ch_groups = channel_groups(pruner, group)
         scores = imp.view(ch_groups, -1).mean(0) if ch_groups > 1 else imp
         root, handler = group[0].dep.target.module, group[0].dep.handler
         plan = _GroupPlan(root, handler, scores.detach().float().cpu(), ch_groups)

@@ -1,4 +1,4 @@
-"""report.json (stable keys, see DESIGN.md) and the text tables printed on screen."""
+"""report.json (stable keys, see docs/report.md) and the text tables printed on screen."""
 
 from edgeprune.report.json import build_report, model_block, write_report
 from edgeprune.report.table import format_table

@@ -8,7 +8,7 @@ environment record (``environment``). Backend quirks stay inside the adapter's o
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -61,6 +61,11 @@ class Session(ABC):
         rng = np.random.default_rng(seed)
         return [rng.random(spec.shape, dtype=np.float32).astype(spec.dtype) for spec in self.inputs]
 
+    def runner(self, seed: int = 0) -> Callable[[], list[np.ndarray]]:
+        """A call that runs one inference on fixed ``random_inputs``: what timing repeats."""
+        inputs = self.random_inputs(seed)
+        return lambda: self(*inputs)
+
 
 @dataclass(frozen=True)
 class ExportRequest:
@@ -96,7 +101,6 @@ class Runtime(ABC):
     """One runtime (ONNX Runtime, OpenVINO, TFLite, TensorRT) behind one interface."""
 
     name: ClassVar[str]
-    extra: ClassVar[str | None] = None  # pip extra that installs the backend; None = core dependency
     suffix: ClassVar[str]
     precisions: ClassVar[frozenset[str]]
     normalized_boxes: ClassVar[bool] = False  # export detectors with boxes divided by the image size

@@ -209,7 +209,6 @@ class OrtSession(Session):
 
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
-    extra = None
     suffix = ".onnx"
     precisions = frozenset({"fp32", "fp16", "int8"})
 

@@ -98,7 +98,6 @@ def _precision_of(xml: Path) -> str | None:
 
 class OpenVinoRuntime(Runtime):
     name = "openvino"
-    extra = "openvino"
     suffix = ".xml"
     precisions = frozenset({"fp32", "fp16", "int8"})
 

@@ -150,7 +150,6 @@ def _tensorrt_here() -> str | None:
 
 class TensorRtRuntime(Runtime):
     name = "tensorrt"
-    extra = "tensorrt"
     suffix = ".engine"
     precisions = frozenset({"fp16", "int8", "fp32"})
 

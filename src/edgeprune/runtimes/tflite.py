@@ -151,7 +151,6 @@ class TfliteSession(Session):
 
 class TfliteRuntime(Runtime):
     name = "tflite"
-    extra = "tflite"
     suffix = ".tflite"
     precisions = frozenset({"fp32", "fp16", "int8"})
     normalized_boxes = True
