@@ -115,5 +115,5 @@ def test_export_parity_and_precision_check(tmp_path):
     assert res.parity["cosine"] > 0.99999 and res.parity["max_abs_err"] < 1e-2
     from edgeprune.errors import EdgepruneError
 
-    with pytest.raises(EdgepruneError, match="INT8 for cpu-ort-int8 needs calibration images: --calib"):
+    with pytest.raises(EdgepruneError, match="INT8 for cpu-ort-int8 needs calibration images: `calib`"):
         export("yolov8n.yaml", "cpu-ort-int8", imgsz=64, out=tmp_path)

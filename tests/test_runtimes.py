@@ -60,7 +60,7 @@ def test_fp16_onnx_matches_pytorch_with_float32_io(tmp_path):
 
 
 def test_int8_needs_calibration_images(tmp_path):
-    with pytest.raises(EdgepruneError, match="needs calibration images: --calib"):
+    with pytest.raises(EdgepruneError, match="needs calibration images: `calib`"):
         edgeprune.export("yolov8n.yaml", _target("cpu-ort-int8"), out=tmp_path)
 
 

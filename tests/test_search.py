@@ -287,6 +287,24 @@ def test_speedup_is_judged_against_the_baseline_timed_alongside_the_final_check(
     assert "(1.5x faster)" in lines[0] and "speed-up 1.5x: the budget is the baseline's" in outcome.message
     assert report["result"]["macs"] < report["baseline"]["macs"]
     assert load_model(outcome.checkpoint).count(64)["macs"] == report["result"]["macs"]
+    # the keys the search wrote before it was an object (benchmarks/results/budget_search.json) stay
+    assert set(search) == PRUNE_JSON_SEARCH_KEYS
+    assert set(search["steps"][0]) == STEP_KEYS | {"action"} and set(search["probes"][0]) == PROBE_KEYS | {
+        "action"
+    }
+    assert set(search["config"]) == set(SearchConfig.field_names())
+    assert {"edgeprune_version", "target", "budget", "baseline", "result", "passed", "verdict", "environment",
+            "search", "message"} <= set(report)  # fmt: skip
+
+
+PRUNE_JSON_SEARCH_KEYS = {
+    "budget_ms_in_search", "config", "drift", "latency_points", "margin", "measured_ms_checked", "measured_ms_final",
+    "measured_ms_final_in_search_frame", "measured_ms_in_search", "predicted_ms", "prediction_error",
+    "prediction_error_uncorrected", "probes", "reference_ms", "reference_ms_final", "round_to", "speedup", "steps",
+}  # fmt: skip
+STEP_KEYS = {"checked_ms", "checkpoint", "goal_ms", "macs", "measured_ms", "metrics", "params", "predicted_ms", "ratio",
+             "seconds", "step"}  # fmt: skip
+PROBE_KEYS = {"macs", "measured_ms", "params", "predicted_ms", "ratio", "step"}
 
 
 def test_ratio_and_budget_exclude_each_other(tmp_path):

@@ -29,7 +29,7 @@ _EXPORTS = {
     "SearchConfig": "edgeprune.pruning.options",
     "PruneOutcome": "edgeprune.api",
     "BudgetOutcome": "edgeprune.api",
-    "SearchResult": "edgeprune.pruning.search",
+    "SearchResult": "edgeprune.pruning.records",
     "ProfileResult": "edgeprune.api",
     "load_target": "edgeprune.targets",
     "Target": "edgeprune.targets",

@@ -4,7 +4,7 @@ thin layer over these."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -152,36 +152,12 @@ def prune(
 
 
 @dataclass
-class BudgetOutcome:
-    """What ``prune_to_budget`` produced: the search's result and the report written from it."""
+class BudgetOutcome(SearchResult):
+    """What ``prune_to_budget`` returns: the search's ``SearchResult`` and the report written
+    from it (``report``, as in ``report_path``: OUT/prune.json)."""
 
-    result: SearchResult
-    report: dict[str, Any]
-    report_path: Path
-
-    @property
-    def detector(self) -> Detector:
-        return self.result.detector
-
-    @property
-    def passed(self) -> bool:
-        return self.result.passed
-
-    @property
-    def verdict(self) -> Verdict:
-        return self.result.verdict
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.result.checkpoint
-
-    @property
-    def artifact(self) -> Path:
-        return self.result.artifact
-
-    @property
-    def message(self) -> str:
-        return self.result.message
+    report: dict[str, Any] = field(default_factory=dict)
+    report_path: Path | None = None
 
 
 def search_config(target: Target, data: str | Path | None = None, **options: Any) -> SearchConfig:
@@ -277,7 +253,8 @@ def prune_to_budget(
     )  # fmt: skip
     result = searcher.search(resume=resume)
     report = _budget_report(result, t, model, baseline_metrics)
-    return BudgetOutcome(result, report, write_report(report, out / "prune.json"))
+    found = {f.name: getattr(result, f.name) for f in fields(result)}
+    return BudgetOutcome(**found, report=report, report_path=write_report(report, out / "prune.json"))
 
 
 def _check_budget_search(config: SearchConfig, data: str | Path | None, *, auto_ok: bool) -> None:
@@ -451,7 +428,7 @@ def profile_remote(
     t = resolve_target(target)
     specs = [HostSpec.parse(h) for h in hosts] + (load_hosts_file(hosts_file) if hosts_file else [])
     if not specs:
-        raise EdgepruneError("no host given: --host user@host[:port] or --hosts-file FILE")
+        raise OptionError("no host given: `host` (user@host[:port]) or `hosts_file`")
     results = profile_hosts(specs, artifact, t, ssh_config=ssh_config)
     rows = [asdict(r) for r in results]
     passed = all(r.ok and r.report.get("passed") for r in results) if results else False

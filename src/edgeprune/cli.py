@@ -81,7 +81,7 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
         steps=args.steps, importance=args.importance, margin=args.margin, max_layer_ratio=args.max_layer_ratio,
         distill=args.distill or None,
     )  # fmt: skip
-    result, b = outcome.result, outcome.result.baseline
+    result, b = outcome, outcome.baseline
     rows = [["baseline", b["params"], b["macs"], outcome.report["baseline"]["metrics"].get("map50_95"),
              b["measured_ms"], "-", "-"]]  # fmt: skip
     for st in result.steps:

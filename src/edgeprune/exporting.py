@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeprune.errors import EdgepruneError
+from edgeprune.errors import OptionError
 from edgeprune.models import Detector
 from edgeprune.runtimes import get_runtime
 from edgeprune.runtimes.base import ExportResult, Quantization, Runtime
@@ -31,10 +31,10 @@ def quantization_for(
         return None
     name = recipe or target.calibration
     if name is None:
-        raise EdgepruneError(f"target {target.name} is INT8 but names no calibration recipe; pass --recipe")
+        raise OptionError(f"target {target.name} is INT8 but names no calibration recipe; give `recipe`")
     if calib is None:
-        raise EdgepruneError(
-            f"INT8 for {target.name} needs calibration images: --calib IMAGE_DIR or --calib DATA.yaml"
+        raise OptionError(
+            f"INT8 for {target.name} needs calibration images: `calib` (an image folder or a data.yaml)"
         )
     r = load_recipe(name)
     images = CalibrationData.from_source(

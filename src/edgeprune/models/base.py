@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from edgeprune.errors import EdgepruneError
+from edgeprune.errors import EdgepruneError, OptionError
 
 
 class Detector(ABC):
@@ -82,8 +82,8 @@ class Detector(ABC):
         such as Taylor); everything else (weights, BatchNorm statistics, train/eval mode) is left as
         it was. Called inside ``prunable()``, so the rewritten modules receive the gradients.
         """
-        raise EdgepruneError(
-            f"criterion 'taylor' needs a model family with a training loss and --data; "
+        raise OptionError(
+            f"criterion 'taylor' needs a model family with a training loss and `data`; "
             f"{self.family} models have no training loss in edgeprune"
         )
 
@@ -128,23 +128,23 @@ class Detector(ABC):
 
     def train(self, data: str | Path, *, epochs: int, imgsz: int, out_dir: Path, **kwargs: Any) -> None:
         """Fine-tune in place, keeping the (pruned) architecture."""
-        raise EdgepruneError(
-            f"{self.family} models have no training loop in edgeprune: prune without fine-tuning (no --epochs), "
+        raise OptionError(
+            f"{self.family} models have no training loop in edgeprune: prune without fine-tuning (no `epochs`), "
             "save the pruned model and fine-tune it with your own training code"
         )
 
     def evaluate(self, data: str | Path, *, imgsz: int, **kwargs: Any) -> dict[str, float]:
         """Accuracy on the validation split, e.g. ``{"map50_95": .., "map50": ..}``."""
-        raise EdgepruneError(
-            f"{self.family} models have no detection metric in edgeprune: leave out --data (accuracy is "
+        raise OptionError(
+            f"{self.family} models have no detection metric in edgeprune: leave out `data` (accuracy is "
             "measured for Ultralytics models) and evaluate the pruned checkpoint with your own code"
         )
 
     def evaluate_artifact(self, artifact: Path, data: str | Path, *, imgsz: int) -> dict[str, float]:
         """Accuracy of an exported artifact (ONNX, OpenVINO IR, ...) on the validation split, with
         the same metric and preprocessing as ``evaluate(..., square=True)``."""
-        raise EdgepruneError(
-            f"{self.family} artifacts have no detection metric in edgeprune: export without --data (parity "
+        raise OptionError(
+            f"{self.family} artifacts have no detection metric in edgeprune: export without `data` (parity "
             "against PyTorch is still measured) and evaluate the artifact with your own code"
         )
 

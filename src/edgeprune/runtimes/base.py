@@ -124,7 +124,7 @@ class Runtime(ABC):
         Parity is measured on the first calibration image when there is one (a real image gives
         real detections to compare), otherwise on ``example``.
         """
-        from edgeprune.errors import EdgepruneError
+        from edgeprune.errors import EdgepruneError, OptionError
 
         if target.precision not in self.precisions:
             raise EdgepruneError(
@@ -133,8 +133,8 @@ class Runtime(ABC):
             )
         if target.precision == "int8":
             if quantization is None:
-                raise EdgepruneError(
-                    f"INT8 for {target.name} needs calibration images: --calib IMAGE_DIR or --calib DATA.yaml"
+                raise OptionError(
+                    f"INT8 for {target.name} needs calibration images: `calib` (an image folder or a data.yaml)"
                 )
             if quantization.recipe.runtime != self.name:
                 raise EdgepruneError(
