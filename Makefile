@@ -5,12 +5,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PINS   := torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= yolo,openvino,tflite,ssh,dev
+EXTRAS ?= yolo,openvino,tflite,ssh,dev,docs
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 PYTEST_ARGS ?=
 
-.PHONY: install test test-all demo lint clean
+.PHONY: install test test-all docs demo lint clean
 
 install: $(STAMP)
 
@@ -20,11 +20,15 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install $(PINS) -e ".[$(EXTRAS)]"
 	@touch $@
 
-test: install
+test: docs
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-all: install
+test-all: docs
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The guides in docs/, built strictly (a broken link or anchor fails) and offline into site/.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The demo's verdict is a measurement: exit 3 (over budget) is a result it reports, not a failure.
 demo: install
@@ -35,4 +39,4 @@ lint: install
 	$(BIN)/ruff format --check src tests benchmarks examples
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) demo-out site .pytest_cache
