@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from edgeprune.data import CLASS_NAMES, make_synthetic_dataset, synthetic
+from edgeprune.errors import OptionError
 
 TINY = {"n_train": 12, "n_val": 4, "imgsz": 64}
 
@@ -106,9 +107,9 @@ def test_reuse_mismatch_and_overwrite(tmp_path: Path) -> None:
     assert probe.stat().st_mtime == 1
 
     # Different parameters without overwrite: a clear error naming what differs.
-    with pytest.raises(ValueError, match="seed=3.*overwrite=True"):
+    with pytest.raises(OptionError, match="seed=3.*`overwrite`"):
         make_synthetic_dataset(root, **TINY, seed=4)
-    with pytest.raises(ValueError, match="n_train"):
+    with pytest.raises(OptionError, match="n_train"):
         make_synthetic_dataset(root, **{**TINY, "n_train": 5}, seed=3)
 
     # overwrite=True regenerates with the new parameters and drops stale files and caches.
@@ -139,7 +140,7 @@ def test_incomplete_run_is_redone(tmp_path: Path) -> None:
 
 def test_refuses_foreign_directory(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
-    with pytest.raises(ValueError, match="not made by make_synthetic_dataset"):
+    with pytest.raises(OptionError, match="not made by make_synthetic_dataset"):
         make_synthetic_dataset(tmp_path, **TINY)
     make_synthetic_dataset(tmp_path, **TINY, overwrite=True)
     assert (tmp_path / "data.yaml").is_file()
@@ -147,7 +148,7 @@ def test_refuses_foreign_directory(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kwargs", [{"n_train": 0}, {"n_val": 0}, {"imgsz": 8}, {"seed": -1}])
 def test_rejects_bad_arguments(tmp_path: Path, kwargs: dict) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(OptionError):
         make_synthetic_dataset(tmp_path, **{**TINY, **kwargs})
 
 
@@ -197,3 +198,71 @@ def test_accepted_by_ultralytics(tiny: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert [data["names"][i] for i in range(len(CLASS_NAMES))] == list(CLASS_NAMES)
     assert Path(data["train"]).resolve() == (tiny / "images" / "train").resolve()
     assert Path(data["val"]).resolve() == (tiny / "images" / "val").resolve()
+
+
+# sha256 over (path, file hash) of `make_synthetic_dataset(root, **TINY, seed=0)` as written before
+# presets existed: the easy set, the demo's baseline was trained on, must not change by a byte
+EASY_TINY_FINGERPRINT = "6204d241728d1244afdbb51568a00f8a3d5378fa9bd8d4f81e797cb25f98abf2"
+
+
+def test_easy_preset_is_byte_identical_to_the_set_before_presets(tiny: Path) -> None:
+    h = hashlib.sha256()
+    for path, digest in _digest(tiny).items():
+        h.update(path.encode())
+        h.update(bytes.fromhex(digest))
+    assert h.hexdigest() == EASY_TINY_FINGERPRINT
+
+
+@pytest.fixture(scope="module")
+def hard(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("hard")
+    make_synthetic_dataset(root, preset="hard", n_train=24, n_val=6, imgsz=128, seed=0)
+    return root
+
+
+def test_hard_preset_has_fine_grained_classes_told_apart_by_pattern(hard: Path) -> None:
+    yaml = pytest.importorskip("yaml")
+    from edgeprune.data.hard import HARD_CLASSES, PATTERNS
+
+    data = yaml.safe_load((hard / "data.yaml").read_text())
+    assert data["nc"] == len(HARD_CLASSES) == 24 >= 20
+    assert data["names"][0] == "circle-plain" and data["names"][23] == "ring-framed"
+    assert {name.split("-")[1] for name in HARD_CLASSES} == set(PATTERNS)
+    stamp = json.loads((hard / "synthetic.json").read_text())
+    assert stamp["preset"] == "hard" and stamp["imgsz"] == 128
+
+
+def test_hard_preset_has_many_small_objects_and_is_deterministic(hard: Path, tmp_path: Path) -> None:
+    rows = [row for labels in _labels(hard, "train").values() for row in labels]
+    assert len(rows) / 24 >= 6  # 6-24 objects an image, some hidden by others
+    sides = np.array([max(float(r[3]), float(r[4])) for r in rows])
+    assert np.median(sides) < 0.15 and (sides < 0.08).mean() > 0.2  # most objects are small
+    assert len({int(r[0]) for r in rows}) >= 20  # nearly every class in 24 images
+    again = make_synthetic_dataset(tmp_path / "again", preset="hard", n_train=24, n_val=6, imgsz=128, seed=0)
+    assert _digest(again.parent) == _digest(hard)
+
+
+def test_hard_preset_draws_unlabelled_distractors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeprune.data import hard
+
+    drawn: list[str] = []
+    original = hard._draw
+
+    def spy(rng, img, owner, shape, pattern, *args):
+        drawn.append(pattern)
+        return original(rng, img, owner, shape, pattern, *args)
+
+    monkeypatch.setattr(hard, "_draw", spy)
+    labels = sum(len(hard._render_hard(np.random.default_rng([5, 0, i]), 128)[1]) for i in range(10))
+    assert "checkered" in drawn  # a pattern outside the class set
+    assert len(drawn) >= labels + 2 * 10  # at least 2 distractors an image, never labelled
+
+
+def test_framed_pattern_is_a_band_along_the_outline() -> None:
+    from edgeprune.data.hard import _pattern_mask
+
+    yy, xx = np.mgrid[0:41, 0:41] + 0.5
+    disc = ((xx - 20.5) ** 2 + (yy - 20.5) ** 2 <= 18**2).astype(np.float32)
+    band = _pattern_mask("framed", disc, 20.5, 20.5, 18.0, 0.0)
+    dist = np.hypot(xx - 20.5, yy - 20.5)
+    assert band[dist < 12].sum() == 0 and band[(dist > 15) & (dist < 17.5)].mean() > 0.9

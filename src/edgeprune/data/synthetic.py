@@ -30,7 +30,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["CLASS_NAMES", "make_synthetic_dataset"]
+from edgeprune.errors import OptionError
+from edgeprune.registry import Registry
+
+__all__ = ["CLASS_NAMES", "PRESETS", "Preset", "make_synthetic_dataset"]
 
 #: Class names, in class-id order. The class of an object is determined by its shape only.
 CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "ring")
@@ -52,12 +55,36 @@ _SUPERSAMPLE = 4  # masks are drawn at this scale and box-filtered down, for ant
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Preset:
+    """A kind of synthetic dataset: its classes, how one image is drawn, and its default size.
+
+    Attributes:
+        name: The preset's name (``edgeprune data --preset NAME``).
+        class_names: Class names in class-id order.
+        render: ``render(rng, imgsz) -> (image, labels)``, labels as ``(cls, xc, yc, w, h)``.
+        version: Bumped when the drawing changes, so an older dataset is not silently reused.
+        n_train, n_val, imgsz: Defaults for ``make_synthetic_dataset``.
+        description: What the preset is for.
+    """
+
+    name: str
+    class_names: tuple[str, ...]
+    render: Callable[[np.random.Generator, int], tuple[Image.Image, list[tuple]]]
+    version: int
+    n_train: int
+    n_val: int
+    imgsz: int
+    description: str
+
+
 def make_synthetic_dataset(
     out_dir: str | os.PathLike[str],
     *,
-    n_train: int = 400,
-    n_val: int = 100,
-    imgsz: int = 160,
+    preset: str = "easy",
+    n_train: int | None = None,
+    n_val: int | None = None,
+    imgsz: int | None = None,
     seed: int = 0,
     overwrite: bool = False,
 ) -> Path:
@@ -76,9 +103,12 @@ def make_synthetic_dataset(
 
     Args:
         out_dir: Directory to write to; created if missing.
-        n_train: Number of training images.
-        n_val: Number of validation images.
-        imgsz: Side of the square images, in pixels.
+        preset: A name in ``PRESETS``: ``easy`` (6 shape classes, the demo's and the tests') or
+            ``hard`` (24 fine-grained classes, small crowded objects, distractors; see
+            :mod:`edgeprune.data.hard`).
+        n_train: Number of training images (default: the preset's).
+        n_val: Number of validation images (default: the preset's).
+        imgsz: Side of the square images, in pixels (default: the preset's).
         seed: Seed from which every image is derived.
         overwrite: Regenerate even if ``out_dir`` holds a dataset made with other parameters
             (its ``images/{train,val}``, ``labels/{train,val}`` and label caches are deleted).
@@ -87,23 +117,28 @@ def make_synthetic_dataset(
         Absolute path of the dataset's ``data.yaml``.
 
     Raises:
-        ValueError: If an argument is out of range, or ``out_dir`` already holds a dataset made
+        OptionError: If an argument is out of range, or ``out_dir`` already holds a dataset made
             with different parameters (or files this function did not write) and ``overwrite``
             is False.
     """
+    kind = PRESETS.get(preset)
+    n_train = kind.n_train if n_train is None else n_train
+    n_val = kind.n_val if n_val is None else n_val
+    imgsz = kind.imgsz if imgsz is None else imgsz
     if n_train < 1 or n_val < 1:
-        raise ValueError(f"n_train and n_val must be >= 1, got n_train={n_train}, n_val={n_val}")
+        raise OptionError(f"`n_train` and `n_val` must be >= 1, got n_train={n_train}, n_val={n_val}")
     if imgsz < 32:
-        raise ValueError(f"imgsz must be >= 32 pixels, got {imgsz}")
+        raise OptionError(f"`imgsz` must be >= 32 pixels, got {imgsz}")
     if int(seed) < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+        raise OptionError(f"`seed` must be >= 0, got {seed}")
 
     out = Path(out_dir).expanduser().resolve()
     yaml_path = out / "data.yaml"
     stamp_path = out / _STAMP
     params = {
         "generator": "edgeprune.data.synthetic",
-        "version": GENERATOR_VERSION,
+        **({"preset": kind.name} if kind.name != "easy" else {}),  # easy datasets keep their old stamp
+        "version": kind.version,
         "n_train": int(n_train),
         "n_val": int(n_val),
         "imgsz": int(imgsz),
@@ -115,24 +150,24 @@ def make_synthetic_dataset(
         old = {k: v for k, v in stamp.items() if k != "complete"}
         if old == params:
             if stamp.get("complete") and yaml_path.is_file() and _counts_match(out, n_train, n_val):
-                if yaml_path.read_text() != _data_yaml(out):  # the directory was moved or renamed
-                    yaml_path.write_text(_data_yaml(out))
+                if yaml_path.read_text() != _data_yaml(out, kind.class_names):  # moved or renamed
+                    yaml_path.write_text(_data_yaml(out, kind.class_names))
                 return yaml_path
             # Same parameters but an interrupted or damaged run of ours: simply redo it.
         else:
             diff = ", ".join(
                 f"{k}={old.get(k)!r} (asked {params[k]!r})" for k in params if old.get(k) != params[k]
             )
-            raise ValueError(
+            raise OptionError(
                 f"{out} already holds a synthetic dataset made with different parameters: {diff}. "
-                "Pass overwrite=True to regenerate it, or choose another directory."
+                "Regenerate it with `overwrite`, or choose another directory."
             )
     elif stamp is None and not overwrite:
         ours = [p for p in ("data.yaml", "images", "labels") if (out / p).exists()]
         if ours:
-            raise ValueError(
+            raise OptionError(
                 f"{out} already contains {', '.join(ours)} not made by make_synthetic_dataset; "
-                "pass overwrite=True to replace them, or choose another directory."
+                "replace them with `overwrite`, or choose another directory."
             )
 
     _clear(out)
@@ -145,12 +180,12 @@ def make_synthetic_dataset(
         lbl_dir.mkdir(parents=True, exist_ok=True)
         for i in range(n):
             rng = np.random.default_rng([int(seed), _SPLITS[split], i])
-            image, labels = _render_image(rng, imgsz)
+            image, labels = kind.render(rng, imgsz)
             stem = f"{i:06d}"
             image.save(img_dir / f"{stem}.png", format="PNG", compress_level=1)
             (lbl_dir / f"{stem}.txt").write_text("".join(_format_label(*lab) for lab in labels))
 
-    yaml_path.write_text(_data_yaml(out))
+    yaml_path.write_text(_data_yaml(out, kind.class_names))
     _write_stamp(stamp_path, {**params, "complete": True})
     return yaml_path
 
@@ -191,7 +226,7 @@ def _clear(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def _data_yaml(out: Path) -> str:
+def _data_yaml(out: Path, names: tuple[str, ...]) -> str:
     # Written by hand (not yaml.dump) so the bytes are fixed; the path is quoted as JSON, which
     # is valid YAML and safe for any characters in the directory name.
     lines = [
@@ -199,9 +234,9 @@ def _data_yaml(out: Path) -> str:
         f"path: {json.dumps(str(out))}",
         "train: images/train",
         "val: images/val",
-        f"nc: {len(CLASS_NAMES)}",
+        f"nc: {len(names)}",
         "names:",
-        *(f"  {i}: {name}" for i, name in enumerate(CLASS_NAMES)),
+        *(f"  {i}: {name}" for i, name in enumerate(names)),
     ]
     return "\n".join(lines) + "\n"
 
@@ -480,3 +515,14 @@ def _object_fill(rng: np.random.Generator, color: np.ndarray, shape: tuple[int, 
     shade = rng.uniform(-40, 40) * (t - t.mean())
     noise = rng.normal(0.0, rng.uniform(0, 8), size=(h, w, 1))
     return color[None, None, :] + shade[..., None] + noise
+
+
+PRESETS: Registry[Preset] = Registry("synthetic preset")
+PRESETS.register(
+    "easy",
+    Preset(
+        "easy", CLASS_NAMES, _render_image, GENERATOR_VERSION, 400, 100, 160,
+        "6 shape classes, 1-6 objects of 10-60% of the image: a small detector learns it in minutes",
+    ),
+)  # fmt: skip
+PRESETS.register("hard", "edgeprune.data.hard:HARD")
