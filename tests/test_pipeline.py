@@ -55,10 +55,14 @@ def test_demo_quick(tmp_path):
     assert r.returncode in (0, 3), r.stderr[-3000:]
     assert "mAP50-95" in r.stdout and "p50 ms" in r.stdout and "demo wall time" in r.stdout
     report = _check_report(tmp_path / "demo" / "report.json", with_metrics=True)
-    assert "of the baseline" in report["budget_rule"]
-    # the derived budget is stated to the microsecond
-    derived = 0.7 * report["baseline"]["latency_ms"]["p50"]
+    assert "of the baseline" in report["budget_rule"] and "mAP kept" in r.stdout
+    # the budget is the baseline's latency / the speed-up, stated to the microsecond
+    derived = report["baseline"]["latency_ms"]["p50"] / report["demo"]["speedup"]
     assert abs(report["budget"]["latency_ms"] - derived) <= 0.0005 + 1e-9
+    # the pruned model came from a budget search: its steps and probes are in the report
+    search = report["search"]
+    assert search["speedup"] == 2.0 and search["steps"] and search["probes"]
+    assert report["result"]["macs"] < report["baseline"]["macs"] and "map_kept" in report
 
 
 def test_portable_baseline_round_trip(tmp_path):

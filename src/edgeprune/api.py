@@ -300,7 +300,8 @@ def _budget_report(
     return build_report(
         target=t.with_overrides(budget={"latency_ms": result.verdict.budget_ms}),
         baseline=model_block(
-            counts={"params": b["params"], "macs": b["macs"]}, metrics=baseline_metrics, artifact=str(model),
+            counts={"params": b["params"], "macs": b["macs"]}, metrics=baseline_metrics,
+            artifact=model.source if isinstance(model, Detector) else str(model),
             measured_ms=b["measured_ms"],
         ),
         result=model_block(

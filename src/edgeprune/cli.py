@@ -221,6 +221,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
     path = make_synthetic_dataset(
         args.out,
+        preset=args.preset,
         n_train=args.n_train,
         n_val=args.n_val,
         imgsz=args.imgsz,
@@ -256,6 +257,7 @@ def _margin(text: str) -> float | str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from edgeprune.data.synthetic import PRESETS
     from edgeprune.pruning.importance import ALLOCATIONS, IMPORTANCE
     from edgeprune.pruning.options import FINETUNE_BATCH, PruneConfig, SearchConfig, search_importance
 
@@ -404,9 +406,15 @@ def build_parser() -> argparse.ArgumentParser:
         "data", help="generate the synthetic detection dataset (offline stand-in for real data)"
     )
     p.add_argument("--out", required=True, help="dataset folder (data.yaml is written inside)")
-    p.add_argument("--n-train", type=int, default=400)
-    p.add_argument("--n-val", type=int, default=100)
-    p.add_argument("--imgsz", type=int, default=160)
+    presets = {name: PRESETS.get(name) for name in PRESETS.names()}
+    p.add_argument(
+        "--preset", choices=list(presets), default="easy",
+        help="; ".join(f"{n}: {k.description}" for n, k in presets.items()).replace("%", "%%") + " (default easy)",
+    )  # fmt: skip
+    for flag, attr, what in (("--n-train", "n_train", "training images"), ("--n-val", "n_val", "validation images"),
+                             ("--imgsz", "imgsz", "image side in pixels")):  # fmt: skip
+        defaults = ", ".join(f"{n} {getattr(k, attr)}" for n, k in presets.items())
+        p.add_argument(flag, type=int, help=f"{what} (default: the preset's: {defaults})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_data)

@@ -16,7 +16,7 @@ from typing import Any
 from edgeprune.exporting import export_detector
 from edgeprune.models import Detector, load_model
 from edgeprune.profiling import collect_environment, judge, measure_interleaved
-from edgeprune.pruning.options import FINETUNE_BATCH, PruneConfig
+from edgeprune.pruning.options import FINETUNE_BATCH, PruneConfig, SearchConfig
 from edgeprune.report import build_report, format_table, model_block, write_report
 from edgeprune.runtimes import get_runtime
 from edgeprune.targets import Target, load_target
@@ -24,8 +24,10 @@ from edgeprune.targets import Target, load_target
 
 @dataclass(frozen=True)
 class PipelineSpec:
-    """What to do. ``budget_fraction`` replaces the target's budget by that fraction of the
-    baseline's measured latency (the demo uses it, so its verdict means the same on any machine)."""
+    """What to do. ``prune`` removes a fixed ratio; ``search``, when given, searches the widths that
+    meet its budget instead (``prune_to_budget``, ``epochs`` of final fine-tuning).
+    ``budget_fraction`` replaces the target's budget by that fraction of the baseline's measured
+    latency (the demo uses it, so its verdict means the same on any machine)."""
 
     model: Any
     target: Any
@@ -33,6 +35,7 @@ class PipelineSpec:
     imgsz: int | None = None
     threads: int | None = None
     prune: PruneConfig = field(default_factory=lambda: PruneConfig(ratio=0.5))  # round_to: the target's
+    search: SearchConfig | None = None  # instead of ``prune``: a budget search (fine-tuned ``epochs``)
     epochs: int = 0
     batch: int = FINETUNE_BATCH
     seed: int = 0
@@ -64,8 +67,84 @@ class Stages:
 
 
 def stage_count(spec: PipelineSpec) -> int:
-    """How many progress stages ``run_pipeline`` shows (accuracy is measured only with data)."""
-    return 5 if spec.data is not None else 3
+    """How many progress stages ``run_pipeline`` shows (accuracy is measured only with data, by the
+    search itself when there is one)."""
+    return 5 if spec.data is not None and spec.search is None else 3
+
+
+@dataclass
+class _Pruned:
+    """What the prune stage made: the model, its checkpoint, sizes and accuracy before and after."""
+
+    detector: Detector
+    checkpoint: Path
+    before: dict[str, int]
+    after: dict[str, int]
+    label: str  # the pruned model's row in the table
+    record: dict[str, Any]  # report.json's ``pruning`` (a fixed ratio) or ``search`` (a budget search)
+    base_metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _prune_by_ratio(
+    spec: PipelineSpec, baseline: Detector, target: Target, out: Path, stages: Stages, say
+) -> _Pruned:
+    from edgeprune.api import prune_and_finetune
+
+    base_metrics: dict[str, float] = {}
+    if spec.data is not None:
+        done = stages.start("baseline accuracy")
+        base_metrics = baseline.evaluate(spec.data, imgsz=target.imgsz, batch=spec.batch)
+        done()
+    config = spec.prune.with_changes(round_to=target.round_to)
+    config.check_data(spec.data)
+    tune = f" and fine-tune {spec.epochs} epochs" if spec.epochs else ""
+    done = stages.start(f"prune {config.describe()}{tune}")
+    pruned = baseline.clone()
+    plan, ckpt = prune_and_finetune(
+        pruned, target, config, data=spec.data, epochs=spec.epochs, batch=spec.batch, out=out,
+        progress=say, seed=spec.seed, name="finetune", **(spec.train_options or {}),
+    )  # fmt: skip
+    say(
+        f"      params {plan.before['params']:,} -> {plan.after['params']:,}, MACs -{1 - plan.after['macs'] / plan.before['macs']:.0%}"
+    )
+    done()
+    metrics: dict[str, float] = {}
+    if spec.data is not None:
+        done = stages.start("pruned accuracy")
+        metrics = pruned.evaluate(spec.data, imgsz=target.imgsz, batch=spec.batch)
+        done()
+    label = f"pruned {config.ratio:.0%}"
+    return _Pruned(
+        pruned, ckpt, plan.before, plan.after, label, {"pruning": plan.to_dict()}, base_metrics, metrics
+    )
+
+
+def _prune_to_budget(
+    spec: PipelineSpec, baseline: Detector, target: Target, out: Path, stages: Stages, say
+) -> _Pruned:
+    from dataclasses import replace
+
+    from edgeprune.api import prune_to_budget
+
+    config = replace(spec.search, final_epochs=spec.epochs, percentile=target.budget.percentile)
+    goal = f"{config.speedup:g}x faster than the baseline" if config.speedup else f"{config.budget_ms:g} ms"
+    done = stages.start(
+        f"budget search to {goal}, measured on {target.runtime}, fine-tune {spec.epochs} epochs"
+    )
+    outcome = prune_to_budget(
+        baseline, target, config, data=spec.data, calib=spec.calib, batch=spec.batch, out=out,
+        train_overrides={"seed": spec.seed, **(spec.train_options or {})}, say=lambda line: say(f"      {line}"),
+    )  # fmt: skip
+    done()
+    b = outcome.baseline
+    before = {"params": b["params"], "macs": b["macs"]}
+    label = f"pruned {config.speedup:g}x" if config.speedup else "pruned to budget"
+    base_metrics = outcome.report["baseline"]["metrics"]
+    return _Pruned(
+        outcome.detector, outcome.checkpoint, before, outcome.counts, label, {"search": outcome.search_block()},
+        base_metrics, outcome.metrics,
+    )  # fmt: skip
 
 
 def _target(spec: PipelineSpec) -> Target:
@@ -92,7 +171,7 @@ def run_pipeline(
         extra_report: more keys for report.json.
         started_at: ``time.perf_counter()`` when the user's command started, for the wall time.
     """
-    from edgeprune.api import dataset_classes, prune_and_finetune
+    from edgeprune.api import dataset_classes
 
     wall = started_at if started_at is not None else time.perf_counter()
     out = Path(spec.out).resolve()
@@ -100,35 +179,11 @@ def run_pipeline(
     target = _target(spec)
     runtime = get_runtime(target.runtime)  # fail before any work if the runtime is missing
     stages = stages or Stages(stage_count(spec), say)
-    imgsz = target.imgsz
 
     baseline: Detector = load_model(spec.model, nc=dataset_classes(spec.data) if spec.data else None)
-    base_metrics: dict[str, float] = {}
-    if spec.data is not None:
-        done = stages.start("baseline accuracy")
-        base_metrics = baseline.evaluate(spec.data, imgsz=imgsz, batch=spec.batch)
-        done()
-
-    config = spec.prune.with_changes(round_to=target.round_to)
-    config.check_data(spec.data)
-    tune = f" and fine-tune {spec.epochs} epochs" if spec.epochs else ""
-    done = stages.start(f"prune {config.describe()}{tune}")
-    pruned = baseline.clone()
-    plan, pruned_ckpt = prune_and_finetune(
-        pruned, target, config, data=spec.data, epochs=spec.epochs, batch=spec.batch, out=out,
-        progress=say, seed=spec.seed, name="finetune", **(spec.train_options or {}),
-    )  # fmt: skip
-    say(
-        f"      params {plan.before['params']:,} -> {plan.after['params']:,}, "
-        f"MACs -{1 - plan.after['macs'] / plan.before['macs']:.0%}"
-    )
-    done()
-
-    metrics: dict[str, float] = {}
-    if spec.data is not None:
-        done = stages.start("pruned accuracy")
-        metrics = pruned.evaluate(spec.data, imgsz=imgsz, batch=spec.batch)
-        done()
+    prune = _prune_to_budget if spec.search is not None else _prune_by_ratio
+    made = prune(spec, baseline, target, out, stages, say)
+    pruned, base_metrics, metrics = made.detector, made.base_metrics, made.metrics
 
     done = stages.start(f"export both to {target.runtime} {target.precision}, parity checked against PyTorch")
     exports = {}
@@ -162,11 +217,13 @@ def run_pipeline(
     verdict = judge(stats["pruned"], target.budget.latency_ms, target.budget.percentile)
     done()
 
+    base_map, map_ = base_metrics.get("map50_95"), metrics.get("map50_95")
+    kept = f"{map_ / base_map:.1%}" if base_map and map_ is not None else "-"
     rows = [
-        ["baseline", plan.before["params"], plan.before["macs"], base_metrics.get("map50_95"), stats["baseline"].p50, "-"],
+        ["baseline", made.before["params"], made.before["macs"], base_map, "-", stats["baseline"].p50, "-"],
         [
-            f"pruned {config.ratio:.0%}", plan.after["params"], plan.after["macs"], metrics.get("map50_95"),
-            stats["pruned"].p50, "PASS" if verdict.passed else "FAIL",
+            made.label, made.after["params"], made.after["macs"], map_, kept, stats["pruned"].p50,
+            "PASS" if verdict.passed else "FAIL",
         ],
     ]  # fmt: skip
     budget_rule = (
@@ -177,18 +234,19 @@ def run_pipeline(
     report = build_report(
         target=target,
         baseline=model_block(
-            counts=plan.before, latency=stats["baseline"], metrics=base_metrics,
+            counts=made.before, latency=stats["baseline"], metrics=base_metrics,
             artifact=exports["baseline"].artifact, parity=exports["baseline"].parity, source=str(spec.model),
         ),
         result=model_block(
-            counts=plan.after, latency=stats["pruned"], metrics=metrics, artifact=exports["pruned"].artifact,
-            parity=exports["pruned"].parity, checkpoint=str(pruned_ckpt),
+            counts=made.after, latency=stats["pruned"], metrics=metrics, artifact=exports["pruned"].artifact,
+            parity=exports["pruned"].parity, checkpoint=str(made.checkpoint),
         ),
         verdict=verdict,
         environment=collect_environment(runtime.environment(), threads),
         speedup_p50=stats["baseline"].p50 / stats["pruned"].p50,
+        map_kept=map_ / base_map if base_map and map_ is not None else None,
         budget_rule=budget_rule,
-        pruning=plan.to_dict(),
+        **made.record,
         spec={k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items() if k != "model"},
         stage_seconds=stages.seconds,
         **(extra_report or {}),
@@ -196,7 +254,7 @@ def run_pipeline(
     report["wall_seconds"] = round(time.perf_counter() - wall, 1)
     path = write_report(report, out / "report.json")
     say("")
-    say(format_table(["model", "params", "MACs", "mAP50-95", "p50 ms", "budget"], rows))
+    say(format_table(["model", "params", "MACs", "mAP50-95", "mAP kept", "p50 ms", "budget"], rows))
     say("")
     say(f"budget: {target.budget.latency_ms:.2f} ms {target.budget.percentile} ({budget_rule})")
     say(verdict.sentence())
