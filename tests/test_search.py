@@ -332,7 +332,7 @@ def test_budget_search_fine_tunes_with_distillation_between_steps(tmp_path, tiny
     for run in runs:
         header = (tmp_path / "runs" / run / "results.csv").read_text().splitlines()[0]
         assert "dis_loss" in header  # the unpruned model taught the pruned one
-    assert any("with distillation" in line for line in lines)
+    assert any("with feature distillation" in line for line in lines)  # distill=True: the default mode
     search = outcome.report["search"]
     assert [s["step"] for s in search["steps"]] == [1, 2] and all(s["metrics"] for s in search["steps"])
     assert (
@@ -464,3 +464,35 @@ def test_an_extra_step_gets_the_step_epochs_and_only_the_kept_model_the_final_on
     ).steps
     assert tuned == [("step1", 1), ("step1-final", 3)]  # the kept model got its final epochs after all
     assert len(steps) == 1 and steps[0].metrics == {"map50_95": 0.2}  # evaluated after them
+
+
+def test_output_distillation_teaches_the_pruned_model_the_teachers_predictions(tmp_path, tiny_data):
+    """``distill="output"``: the pruned student learns the teacher's class scores and box
+    distributions (Ultralytics' feature term off); the loss is in the trainer's dis_loss column."""
+    import csv
+
+    import torch
+
+    from edgeprune.api import prune_to_budget
+    from edgeprune.models.distill import OutputDistillation
+
+    det = load_model("yolov8n.yaml", nc=6)
+    base = 10.0 + det.count(64)["macs"] / 1e6
+    lines = []
+    outcome = prune_to_budget(
+        det, TARGET, budget_ms=base * 0.6, data=tiny_data, epochs=1, steps=1, distill="output", batch=8,
+        out=tmp_path, meter=fake_meter([]), say=lines.append,
+    )  # fmt: skip
+    assert any("with output distillation" in line for line in lines)
+    with (tmp_path / "runs" / "step1" / "results.csv").open() as f:
+        rows = list(csv.DictReader(f, skipinitialspace=True))
+    assert float(rows[0]["train/dis_loss"]) > 0  # output terms only: the feature weight is 0
+    assert outcome.report["search"]["config"]["distill"] == "output"
+    with pytest.raises(OptionError, match="`distill` must be one of feature, output, both"):
+        SearchConfig(budget_ms=5, distill="logits")
+    # the loss is zero for a student that predicts what the teacher does
+    twin = det.clone()
+    det.module.train(), twin.module.train()
+    x = torch.rand(2, 3, 64, 64)
+    cls, box = OutputDistillation().loss(twin.module(x), det.module(x), det.module.model[-1].reg_max)
+    assert float(cls) == pytest.approx(0, abs=1e-6) and float(box) == pytest.approx(0, abs=1e-6)

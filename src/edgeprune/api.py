@@ -248,7 +248,9 @@ def prune_to_budget(
     baseline_metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch) if data is not None else {}
     searcher = BudgetSearcher(
         detector, config, latency, target=t, out=out, data=data, say=say,
-        finetune=_finetuner(t, data, batch, out, teacher, train_overrides, say) if data is not None else None,
+        finetune=_finetuner(t, data, batch, out, teacher, config.distill_mode, train_overrides, say)
+        if data is not None
+        else None,
         evaluate=(lambda det: det.evaluate(data, imgsz=t.imgsz, batch=batch)) if data is not None else None,
     )  # fmt: skip
     result = searcher.search(resume=resume)
@@ -276,14 +278,24 @@ def _finetuner(
     batch: int,
     out: Path,
     teacher: Path | None,
+    mode: str | None,
     train_overrides: dict[str, Any] | None,
     say: Callable[[str], None],
 ) -> Callable[[Detector, int, str], None]:
-    """The search's fine-tuning: Ultralytics' trainer on ``data``, distilled from ``teacher`` if any."""
-    extra = {"distill_model": str(teacher)} if teacher is not None else {}
+    """The search's fine-tuning: Ultralytics' trainer on ``data``, distilled from ``teacher`` in
+    ``mode`` (``DISTILL_MODES``) if any."""
+    from edgeprune.models.distill import OutputDistillation
+
+    extra: dict[str, Any] = {}
+    if mode is not None:
+        extra["distill_model"] = str(teacher)
+    if mode == "output":
+        extra["dis"] = 0.0  # Ultralytics' feature term off
+    if mode in ("output", "both"):
+        extra["output_distill"] = OutputDistillation()
 
     def finetune(det: Detector, epochs: int, name: str) -> None:
-        say(f"  fine-tuning {epochs} epochs{' with distillation' if teacher else ''} ...")
+        say(f"  fine-tuning {epochs} epochs{f' with {mode} distillation' if mode else ''} ...")
         det.train(
             data, epochs=epochs, imgsz=t.imgsz, batch=batch, out_dir=out / "runs", name=name, progress=say,
             **extra, **(train_overrides or {}),

@@ -259,7 +259,14 @@ def _margin(text: str) -> float | str:
 def build_parser() -> argparse.ArgumentParser:
     from edgeprune.data.synthetic import PRESETS
     from edgeprune.pruning.importance import ALLOCATIONS, IMPORTANCE
-    from edgeprune.pruning.options import FINETUNE_BATCH, PruneConfig, SearchConfig, search_importance
+    from edgeprune.pruning.options import (
+        DISTILL_DEFAULT,
+        DISTILL_MODES,
+        FINETUNE_BATCH,
+        PruneConfig,
+        SearchConfig,
+        search_importance,
+    )
 
     parser = argparse.ArgumentParser(
         prog="edgeprune",
@@ -315,8 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="budget search: fine-tuning epochs after each step but the last",
     )
     p.add_argument(
-        "--distill", action="store_true", help="fine-tune with distillation from the unpruned model"
-    )
+        "--distill", nargs="?", const=True, choices=DISTILL_MODES, metavar="MODE",
+        help="fine-tune with distillation from the unpruned model: its features, its outputs (class scores and "
+        f"box distributions per anchor) or both ({', '.join(DISTILL_MODES)}; alone: {DISTILL_DEFAULT})",
+    )  # fmt: skip
     p.add_argument("--resume", action="store_true", help="budget search: continue from OUT/search/state.json")
     p.add_argument(
         "--device",

@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from edgeprune import _optional
-from edgeprune.errors import EdgepruneError
+from edgeprune.errors import EdgepruneError, OptionError
 from edgeprune.models.base import Detector, ModelAdapter
+from edgeprune.models.distill import OutputDistillation
 from edgeprune.models.safe_load import load_ultralytics_checkpoint
 from edgeprune.models.ultralytics_blocks import (
     HalvesSplit,
@@ -262,12 +263,15 @@ class UltralyticsDetector(Detector):
         batch: int = 16,
         name: str = "finetune",
         progress: Callable[[str], None] | None = None,
+        output_distill: OutputDistillation | None = None,
         **overrides: Any,
     ) -> Path:
         """Fine-tune with Ultralytics' trainer, keeping the pruned architecture; returns best.pt.
 
         Ultralytics' trainer rebuilds a model from its YAML, which would undo pruning; handing it
-        the live module (``trainer.model``) keeps every pruned width.
+        the live module (``trainer.model``) keeps every pruned width. ``distill_model`` (an
+        override) distils from that teacher's features; ``output_distill`` adds its predictions
+        (``models/distill.py``).
         """
         self._check_data(data)
         from ultralytics.models.yolo.detect import DetectionTrainer
@@ -292,6 +296,16 @@ class UltralyticsDetector(Detector):
         trainer = DetectionTrainer(overrides=args)
         if progress is not None:
             trainer.add_callback("on_fit_epoch_end", _epoch_reporter(progress))
+        if output_distill is not None:
+            if args.get("distill_model") is None:
+                raise OptionError("output distillation needs a teacher: `distill_model`")
+            if "," in str(args["device"]):  # the callback lives in this process, not in DDP's workers
+                raise OptionError(
+                    "output distillation runs on one device: give one `device`, or distill features"
+                )
+            from edgeprune.models.distill import add_to_trainer
+
+            trainer.add_callback("on_pretrain_routine_end", lambda tr: add_to_trainer(tr, output_distill))
         for p in self.module.parameters():
             p.requires_grad_(True)
         trainer.model = self.module

@@ -18,6 +18,12 @@ from edgeprune.pruning.importance import ALLOCATIONS, IMPORTANCE, NEEDS_GRADIENT
 FINETUNE_BATCH = 16
 """Batch size of fine-tuning and validation unless told otherwise."""
 
+DISTILL_MODES: tuple[str, ...] = ("feature", "output", "both")
+"""What distillation from the unpruned model teaches: its features (Ultralytics' ``distill_model``),
+its predictions (``models/distill.py``), or both."""
+DISTILL_DEFAULT = "feature"
+"""What ``distill=True`` means (Ultralytics' feature distillation, as before the modes existed)."""
+
 
 def _check_importance(name: str) -> None:
     if name not in IMPORTANCE:
@@ -113,7 +119,8 @@ class SearchConfig:
         probes_per_step: candidates measured per step at most.
         step_epochs: fine-tuning epochs after each step but the last (needs data).
         final_epochs: fine-tuning epochs after the last step (needs data).
-        distill: fine-tune with knowledge distillation from the unpruned model.
+        distill: fine-tune with knowledge distillation from the unpruned model: ``True`` (the
+            ``DISTILL_DEFAULT`` mode) or a mode of ``DISTILL_MODES``; ``False``: none.
         calib_images: calibration images of INT8 candidates (latency does not depend on them).
         rounds, iterations, warmup: interleaved timing of each candidate against the baseline
             (``ArtifactMeter``: per model and round, the target's warm-up, then ``iterations``
@@ -134,7 +141,7 @@ class SearchConfig:
     probes_per_step: int = 3
     step_epochs: int = 0
     final_epochs: int = 0
-    distill: bool = False
+    distill: bool | str = False
     calib_images: int = 16
     rounds: int = 6
     iterations: int = 10
@@ -168,6 +175,17 @@ class SearchConfig:
         if not 0.0 < self.max_layer_ratio < 1.0:
             raise OptionError(f"`max_layer_ratio` must be in (0, 1), got {self.max_layer_ratio}")
         _check_importance(self.importance)
+        if isinstance(self.distill, str) and self.distill not in DISTILL_MODES:
+            raise OptionError(
+                f"`distill` must be one of {', '.join(DISTILL_MODES)} (or true), got {self.distill!r}"
+            )
+
+    @property
+    def distill_mode(self) -> str | None:
+        """The distillation mode, or None for none."""
+        if self.distill is True:
+            return DISTILL_DEFAULT
+        return self.distill or None
 
     @classmethod
     def field_names(cls) -> list[str]:

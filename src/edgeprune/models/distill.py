@@ -1,0 +1,115 @@
+"""Output-level knowledge distillation for Ultralytics detectors: the pruned student learns the
+unpruned teacher's predictions, anchor by anchor.
+
+A pruned model keeps its head's output shapes (classes, DFL bins, anchors), so the student's
+raw head outputs line up with the teacher's one to one and need no adapter (feature
+distillation, Ultralytics' ``distill_model``, needs learned projections because the pruned
+feature widths differ). Two terms, both with temperature ``T`` and weighted per anchor by the
+teacher's confidence (its highest class probability), so background anchors count little:
+
+* **classes**: the KL divergence between the teacher's and the student's per-class Bernoulli
+  probabilities, ``sigmoid(logit / T)``;
+* **boxes**: for heads with a distribution over box sides (DFL, ``reg_max > 1``), the KL
+  divergence between the teachers's and the student's ``softmax(bins / T)`` for each of the 4
+  sides; for heads that regress sides directly (``reg_max == 1``, YOLO26), the L1 distance.
+
+Both are zero when the student predicts exactly what the teacher does. Heads with a one-to-one
+branch (YOLOv10, YOLO26) are distilled on both branches, averaged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class OutputDistillation:
+    """Weights and temperature of output-level distillation.
+
+    Attributes:
+        cls_weight: weight of the class term.
+        box_weight: weight of the box term.
+        temperature: softening of both distributions (the terms are scaled by ``T**2`` so their
+            gradients keep their size as ``T`` changes).
+    """
+
+    cls_weight: float = 1.0
+    box_weight: float = 1.0
+    temperature: float = 2.0
+
+    def __post_init__(self) -> None:
+        from edgeprune.errors import OptionError
+
+        if self.cls_weight < 0 or self.box_weight < 0:
+            raise OptionError("distillation weights must be >= 0")
+        if not self.temperature > 0:
+            raise OptionError(f"the distillation temperature must be > 0, got {self.temperature}")
+
+    def loss(self, student: Any, teacher: Any, reg_max: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The class and box terms between two heads' raw outputs (``{"boxes", "scores"}``, or
+        ``{"one2many": ..., "one2one": ...}``; a head in eval mode returns them second in a tuple);
+        gradients reach the student only."""
+        # a head in eval mode (the frozen teacher) returns (decoded, raw outputs)
+        student, teacher = (o[1] if isinstance(o, tuple) else o for o in (student, teacher))
+        branches = [b for b in ("one2many", "one2one") if isinstance(student, dict) and b in student]
+        pairs = [(student[b], teacher[b]) for b in branches] or [(student, teacher)]
+        terms = [self._branch(s, t, reg_max) for s, t in pairs]
+        cls = torch.stack([c for c, _ in terms]).mean()
+        box = torch.stack([b for _, b in terms]).mean()
+        return self.cls_weight * cls, self.box_weight * box
+
+    def _branch(self, s: dict, t: dict, reg_max: int) -> tuple[torch.Tensor, torch.Tensor]:
+        T = self.temperature
+        t_scores, t_boxes = t["scores"].detach(), t["boxes"].detach()
+        p_t = torch.sigmoid(t_scores / T)  # (B, nc, A)
+        weight = torch.sigmoid(t_scores).amax(dim=1)  # (B, A): the teacher's confidence per anchor
+        norm = weight.sum().clamp(min=1e-6)
+        # Bernoulli KL(p_t || p_s) = BCE(s, p_t) - BCE(t, p_t): zero when the logits agree
+        cls = F.binary_cross_entropy_with_logits(s["scores"] / T, p_t, reduction="none") - (
+            F.binary_cross_entropy_with_logits(t_scores / T, p_t, reduction="none")
+        )
+        cls_term = (cls.sum(dim=1) * weight).sum() / norm * T * T
+        b, _, a = s["boxes"].shape
+        if reg_max > 1:
+            s_bins = s["boxes"].view(b, 4, reg_max, a) / T
+            t_bins = t_boxes.view(b, 4, reg_max, a) / T
+            kl = F.kl_div(
+                F.log_softmax(s_bins, dim=2), F.log_softmax(t_bins, dim=2), log_target=True, reduction="none"
+            )
+            box = kl.sum(dim=2).mean(dim=1) * T * T  # (B, A)
+        else:
+            box = (s["boxes"] - t_boxes).abs().mean(dim=1)
+        box_term = (box * weight).sum() / norm
+        return cls_term, box_term
+
+
+def add_to_trainer(trainer: Any, kd: OutputDistillation) -> None:
+    """Add output distillation to the ``DistillationModel`` an Ultralytics trainer built from its
+    ``distill_model`` argument; for its ``on_pretrain_routine_end`` callback.
+
+    The trainer's distillation loss (feature distillation, weighted by its ``dis`` argument; 0
+    turns it off) gains the output terms. The wrapper's hooks already capture both heads' raw
+    outputs; only the live training model changes (checkpoints come from the EMA copy, student
+    only, as without distillation).
+    """
+    from ultralytics.utils.torch_utils import unwrap_model
+
+    model = unwrap_model(trainer.model)
+    feature_loss = model.loss
+    head = len(model.feats_idx) - 1  # the hooks' last level is the Detect head's output
+    reg_max = model.student_model.model[-1].reg_max
+
+    def loss(batch: dict, preds: Any = None) -> tuple[torch.Tensor, dict]:
+        total, items = feature_loss(batch, preds)
+        if not model.training:
+            return total, items
+        cls, box = kd.loss(model._student_feats[head], model._teacher_feats[head], reg_max)
+        extra = (cls + box) * batch["img"].shape[0]
+        items["dis_loss"] = items["dis_loss"] + (cls + box).detach()
+        return torch.cat([total[:-1], total[-1:] + extra]), items
+
+    model.loss = loss
