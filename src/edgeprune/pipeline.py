@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +87,14 @@ class _Pruned:
 
 
 def _prune_by_ratio(
-    spec: PipelineSpec, baseline: Detector, target: Target, out: Path, stages: Stages, say
+    spec: PipelineSpec,
+    baseline: Detector,
+    target: Target,
+    out: Path,
+    stages: Stages,
+    say: Callable[[str], None],
 ) -> _Pruned:
+    """Prune ``spec.prune``'s ratio and fine-tune ``spec.epochs``, with accuracy before and after."""
     from edgeprune.api import prune_and_finetune
 
     base_metrics: dict[str, float] = {}
@@ -121,10 +127,14 @@ def _prune_by_ratio(
 
 
 def _prune_to_budget(
-    spec: PipelineSpec, baseline: Detector, target: Target, out: Path, stages: Stages, say
+    spec: PipelineSpec,
+    baseline: Detector,
+    target: Target,
+    out: Path,
+    stages: Stages,
+    say: Callable[[str], None],
 ) -> _Pruned:
-    from dataclasses import replace
-
+    """The budget search of ``spec.search``, fine-tuned ``spec.epochs`` (it measures accuracy itself)."""
     from edgeprune.api import prune_to_budget
 
     config = replace(spec.search, final_epochs=spec.epochs, percentile=target.budget.percentile)
