@@ -32,10 +32,12 @@ from edgeprune.data.synthetic import (
     _background,
     _contrasting_color,
     _draw_clutter,
+    _finish,
     _object_fill,
     _regular,
     _Shape,
     _shape_alpha,
+    _visible_labels,
 )
 
 PATTERNS: tuple[str, ...] = ("plain", "striped", "dotted", "framed")
@@ -187,22 +189,7 @@ def _render_hard(rng: np.random.Generator, size: int) -> tuple[Image.Image, list
             box = (max(cx + x0, 0.0), max(cy + y0, 0.0), min(cx + x1, float(size)), min(cy + y1, float(size)))
             objects.append((cls, box, area, index))
 
-    if rng.random() < 0.25:
-        img = np.asarray(
-            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).filter(
-                ImageFilter.GaussianBlur(rng.uniform(0.3, 0.7))
-            ),
-            dtype=np.float32,
-        )
-    image = Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8), "RGB")
-
-    visible = np.bincount(owner[owner >= 0].ravel(), minlength=len(kinds))
-    labels = []
-    for cls, (x0, y0, x1, y1), area, index in objects:
-        if visible[index] < (1.0 - _MAX_HIDDEN) * area or x1 - x0 < 3 or y1 - y0 < 3:
-            continue
-        labels.append((cls, (x0 + x1) / 2 / size, (y0 + y1) / 2 / size, (x1 - x0) / size, (y1 - y0) / size))
-    return image, labels
+    return _finish(rng, img, blur_max=0.7), _visible_labels(objects, owner, size, _MAX_HIDDEN, 3)
 
 
 HARD = Preset(

@@ -471,22 +471,40 @@ def _render_image(rng: np.random.Generator, size: int) -> tuple[Image.Image, lis
         objects.append((cls, box, area))
         placed.append((cx, cy, r))
 
-    if rng.random() < 0.25:  # mild blur now and then: real images are rarely razor sharp
+    image = _finish(rng, img, blur_max=0.8)
+    return image, _visible_labels(
+        [(cls, box, area, i) for i, (cls, box, area) in enumerate(objects)], owner, size, _MAX_HIDDEN, 2
+    )
+
+
+def _finish(rng: np.random.Generator, img: np.ndarray, *, blur_max: float) -> Image.Image:
+    """The image as written: a mild blur one time in four (real images are rarely razor sharp)."""
+    if rng.random() < 0.25:
         img = np.asarray(
             Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).filter(
-                ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8))
+                ImageFilter.GaussianBlur(rng.uniform(0.3, blur_max))
             ),
             dtype=np.float32,
         )
-    image = Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8), "RGB")
+    return Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8), "RGB")
 
-    visible = np.bincount(owner[owner >= 0].ravel(), minlength=len(objects))
+
+def _visible_labels(
+    objects: list[tuple[int, tuple[float, float, float, float], float, int]],
+    owner: np.ndarray,
+    size: int,
+    max_hidden: float,
+    min_side: float,
+) -> list[tuple]:
+    """Labels ``(cls, xc, yc, w, h)`` of the ``(cls, box, area, owner index)`` objects that are
+    visible enough (at most ``max_hidden`` of their area hidden) and at least ``min_side`` pixels."""
+    visible = np.bincount(owner[owner >= 0].ravel(), minlength=max((o[3] for o in objects), default=-1) + 1)
     labels = []
-    for i, (cls, (x0, y0, x1, y1), area) in enumerate(objects):
-        if visible[i] < (1.0 - _MAX_HIDDEN) * area or x1 - x0 < 2 or y1 - y0 < 2:
+    for cls, (x0, y0, x1, y1), area, index in objects:
+        if visible[index] < (1.0 - max_hidden) * area or x1 - x0 < min_side or y1 - y0 < min_side:
             continue
         labels.append((cls, (x0 + x1) / 2 / size, (y0 + y1) / 2 / size, (x1 - x0) / size, (y1 - y0) / size))
-    return image, labels
+    return labels
 
 
 def _contrasting_color(rng: np.random.Generator, under: np.ndarray) -> np.ndarray:
