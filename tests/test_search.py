@@ -332,7 +332,7 @@ def test_budget_search_fine_tunes_with_distillation_between_steps(tmp_path, tiny
     for run in runs:
         header = (tmp_path / "runs" / run / "results.csv").read_text().splitlines()[0]
         assert "dis_loss" in header  # the unpruned model taught the pruned one
-    assert any("with feature distillation" in line for line in lines)  # distill=True: the default mode
+    assert any("with output distillation" in line for line in lines)  # distill=True: the default mode
     search = outcome.report["search"]
     assert [s["step"] for s in search["steps"]] == [1, 2] and all(s["metrics"] for s in search["steps"])
     assert (

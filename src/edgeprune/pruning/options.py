@@ -21,8 +21,9 @@ FINETUNE_BATCH = 16
 DISTILL_MODES: tuple[str, ...] = ("feature", "output", "both")
 """What distillation from the unpruned model teaches: its features (Ultralytics' ``distill_model``),
 its predictions (``models/distill.py``), or both."""
-DISTILL_DEFAULT = "feature"
-"""What ``distill=True`` means (Ultralytics' feature distillation, as before the modes existed)."""
+DISTILL_DEFAULT = "output"
+"""What ``distill=True`` means: the mode that did best in ``benchmarks/distill_ablation.py``
+(docs/benchmarks.md; feature distillation, the behaviour before modes existed, did worst)."""
 
 
 def _check_importance(name: str) -> None:
