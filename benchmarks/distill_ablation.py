@@ -37,7 +37,7 @@ def main() -> None:
     from edgeprune.api import prune_to_budget, resolve_target
     from edgeprune.demo import FINETUNE_TRAINING
     from edgeprune.models import load_model
-    from edgeprune.models.distill import OutputDistillation
+    from edgeprune.models.distill import OutputDistillation, trainer_overrides
 
     work = args.work.resolve()
     imgsz = int(json.loads((args.data.parent / "synthetic.json").read_text())["imgsz"])
@@ -62,13 +62,7 @@ def main() -> None:
     rows = []
     for mode in args.modes.split(","):
         det = load_model(pruned_ckpt)
-        extra: dict = {}
-        if mode != "none":
-            extra["distill_model"] = str(teacher_file)
-        if mode == "output":
-            extra["dis"] = 0.0
-        if mode in ("output", "both"):
-            extra["output_distill"] = OutputDistillation()
+        extra = trainer_overrides(None if mode == "none" else mode, teacher_file)
         t0 = time.perf_counter()
         det.train(
             args.data, epochs=args.epochs, imgsz=imgsz, batch=16, out_dir=work / "runs", name=mode,

@@ -496,3 +496,18 @@ def test_output_distillation_teaches_the_pruned_model_the_teachers_predictions(t
     x = torch.rand(2, 3, 64, 64)
     cls, box = OutputDistillation().loss(twin.module(x), det.module(x), det.module.model[-1].reg_max)
     assert float(cls) == pytest.approx(0, abs=1e-6) and float(box) == pytest.approx(0, abs=1e-6)
+
+
+def test_the_kept_model_is_calibrated_like_an_export_and_candidates_for_latency_only(tmp_path, tiny_data):
+    """INT8: candidates are calibrated on ``calib_images`` (latency does not depend on them); the
+    final artifact gets the recipe's calibration, as ``edgeprune export`` gives it."""
+    from edgeprune.api import prune_to_budget, resolve_target
+
+    t = resolve_target("cpu-ort-int8", imgsz=64).with_overrides(threads=1, profiling=FAST)
+    det = load_model("yolov8n.yaml", nc=6)
+    base = 10.0 + det.count(64)["macs"] / 1e6
+    outcome = prune_to_budget(
+        det, t, budget_ms=base * 0.7, steps=1, calib=tiny_data, calib_images=4, out=tmp_path, meter=fake_meter([]),
+        say=lambda _: None,
+    )  # fmt: skip
+    assert outcome.export.details["calibration"]["images"] == 16  # every train image, not the candidates' 4

@@ -170,7 +170,7 @@ def search_config(target: Target, data: str | Path | None = None, **options: Any
         known = ", ".join(n for n in SearchConfig.field_names() if n != "final_epochs")
         raise OptionError(f"unknown option {', '.join(f'`{n}`' for n in unknown)}; known: epochs, {known}")
     options = {k: v for k, v in options.items() if v is not None}
-    if options.get("budget_ms") is not None and options.get("speedup") is not None:
+    if "budget_ms" in options and "speedup" in options:  # Nones are dropped above
         raise OptionError(
             "`budget_ms` and `speedup` exclude each other: a latency, or a ratio to the baseline's"
         )
@@ -247,7 +247,7 @@ def prune_to_budget(
         teacher = detector.save(out / "search" / "teacher.pt", {"role": "distillation teacher"})
     baseline_metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch) if data is not None else {}
     searcher = BudgetSearcher(
-        detector, config, latency, target=t, out=out, data=data, say=say,
+        detector, config, latency, target=t, out=out, data=data, calib=calib, say=say,
         finetune=_finetuner(t, data, batch, out, teacher, config.distill_mode, train_overrides, say)
         if data is not None
         else None,
@@ -284,15 +284,9 @@ def _finetuner(
 ) -> Callable[[Detector, int, str], None]:
     """The search's fine-tuning: Ultralytics' trainer on ``data``, distilled from ``teacher`` in
     ``mode`` (``DISTILL_MODES``) if any."""
-    from edgeprune.models.distill import OutputDistillation
+    from edgeprune.models.distill import trainer_overrides
 
-    extra: dict[str, Any] = {}
-    if mode is not None:
-        extra["distill_model"] = str(teacher)
-    if mode == "output":
-        extra["dis"] = 0.0  # Ultralytics' feature term off
-    if mode in ("output", "both"):
-        extra["output_distill"] = OutputDistillation()
+    extra = trainer_overrides(mode, teacher)
 
     def finetune(det: Detector, epochs: int, name: str) -> None:
         say(f"  fine-tuning {epochs} epochs{f' with {mode} distillation' if mode else ''} ...")

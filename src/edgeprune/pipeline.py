@@ -19,6 +19,7 @@ from edgeprune.profiling import collect_environment, judge, measure_interleaved
 from edgeprune.pruning.options import FINETUNE_BATCH, PruneConfig, SearchConfig
 from edgeprune.report import build_report, format_table, model_block, write_report
 from edgeprune.runtimes import get_runtime
+from edgeprune.runtimes.base import ExportResult
 from edgeprune.targets import Target, load_target
 
 
@@ -84,6 +85,7 @@ class _Pruned:
     record: dict[str, Any]  # report.json's ``pruning`` (a fixed ratio) or ``search`` (a budget search)
     base_metrics: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    export: ExportResult | None = None  # the pruned model's artifact, when the prune stage made it
 
 
 def _prune_by_ratio(
@@ -153,7 +155,7 @@ def _prune_to_budget(
     base_metrics = outcome.report["baseline"]["metrics"]
     return _Pruned(
         outcome.detector, outcome.checkpoint, before, outcome.counts, label, {"search": outcome.search_block()},
-        base_metrics, outcome.metrics,
+        base_metrics, outcome.metrics, outcome.export,
     )  # fmt: skip
 
 
@@ -198,7 +200,8 @@ def run_pipeline(
     done = stages.start(f"export both to {target.runtime} {target.precision}, parity checked against PyTorch")
     exports = {}
     for name, det in (("baseline", baseline), ("pruned", pruned)):
-        exports[name] = export_detector(det, target, out, name, calib=spec.calib or spec.data)
+        made_here = made.export if name == "pruned" else None  # the search exported it as the target runs it
+        exports[name] = made_here or export_detector(det, target, out, name, calib=spec.calib or spec.data)
         e = exports[name]
         say(
             f"      {e.artifact.name}: {e.size_mb:.2f} MB, max abs error {e.parity.get('max_abs_err', float('nan')):.2g}"

@@ -20,6 +20,7 @@ branch (YOLOv10, YOLO26) are distilled on both branches, averaged.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -85,6 +86,20 @@ class OutputDistillation:
             box = (s["boxes"] - t_boxes).abs().mean(dim=1)
         box_term = (box * weight).sum() / norm
         return cls_term, box_term
+
+
+def trainer_overrides(mode: str | None, teacher: str | Path | None) -> dict[str, Any]:
+    """What ``Detector.train`` gets for a distillation mode (``None`` or one of
+    ``pruning.options.DISTILL_MODES``) from ``teacher``: Ultralytics' ``distill_model`` (its
+    feature term, off with ``dis=0`` for ``output``) and this module's ``output_distill``."""
+    if mode is None:
+        return {}
+    overrides: dict[str, Any] = {"distill_model": str(teacher)}
+    if mode == "output":
+        overrides["dis"] = 0.0
+    if mode in ("output", "both"):
+        overrides["output_distill"] = OutputDistillation()
+    return overrides
 
 
 def add_to_trainer(trainer: Any, kd: OutputDistillation) -> None:

@@ -79,10 +79,6 @@ class LatencyMeter(Protocol):
         meter times candidates that way already (nothing to compare)."""
         ...
 
-    def export(self, detector: Detector, out: Path, stem: str) -> ExportResult:
-        """The artifact that is measured, written as ``out/stem.*``."""
-        ...
-
     def check(self, artifact: Path) -> Check:
         """The final artifact profiled as ``edgeprune profile`` profiles it."""
         ...

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from edgeprune.errors import EdgepruneError
+from edgeprune.exporting import export_detector
 from edgeprune.models.base import Detector
 from edgeprune.profiling.budget import judge
 from edgeprune.profiling.meters import LatencyMeter, reference_ms
@@ -146,6 +147,7 @@ class BudgetSearcher:
         out: output folder: ``OUT/search/`` (state, step checkpoints), ``OUT/pruned.pt`` and the
             final artifact.
         data: a dataset for gradient-based importance and BatchNorm re-estimation.
+        calib: INT8 targets: calibration images of the final artifact (the recipe's count of them).
         finetune: ``finetune(detector, epochs, name)``, called between steps when given.
         evaluate: ``evaluate(detector) -> metrics``, called after each step when given.
         actions: names in ``SEARCH_ACTIONS``, the kinds of candidate each step compares.
@@ -161,13 +163,14 @@ class BudgetSearcher:
         target: Target,
         out: str | Path,
         data: str | Path | None = None,
+        calib: str | Path | None = None,
         finetune: Callable[[Detector, int, str], None] | None = None,
         evaluate: Callable[[Detector], dict[str, float]] | None = None,
         actions: Sequence[str] = ("width",),
         say: Callable[[str], None] = print,
     ):
         self.source, self.config, self.meter, self.target = detector, config, meter, target
-        self.out, self.data, self.say = Path(out), data, say
+        self.out, self.data, self.calib, self.say = Path(out), data, calib, say
         self.finetune, self.evaluate = finetune, evaluate
         self.imgsz, self.round_to = target.imgsz, target.round_to
         self.actions: list[SearchAction] = [
@@ -396,7 +399,8 @@ class BudgetSearcher:
             {"budget_ms": budget_in_search, "speedup": self.config.speedup, "target": self.target.name,
              "steps": len(self.steps)},
         )  # fmt: skip
-        export = self.meter.export(self.current, self.out, "pruned")
+        # the kept model gets the recipe's full calibration; candidates only need it for latency
+        export = export_detector(self.current, self.target, self.out, "pruned", calib=self.calib)
         check = self.meter.check(export.artifact)
         # a speed-up is judged against the baseline as timed alongside the final check, where it was
         budget = self.config.budget_at(check.reference_ms or reference)
