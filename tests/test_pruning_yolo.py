@@ -165,10 +165,14 @@ def test_missing_checkpoint_is_not_downloaded(tmp_path):
         load_model(str(tmp_path / "yolov8n.pt"))
 
 
-@pytest.mark.parametrize("config", ["yolov8n.yaml", "yolo11n.yaml"])
-def test_plain_ultralytics_predicts_validates_exports_pruned(config, tiny_data, tmp_path):
+@pytest.mark.parametrize(
+    "config,depth", [("yolov8n.yaml", False), ("yolo11n.yaml", False), ("yolo11n.yaml", True)]
+)
+def test_plain_ultralytics_predicts_validates_exports_pruned(config, depth, tiny_data, tmp_path):
     """What a user does next with pruned.pt, in a process that never imports edgeprune."""
     det = load_model(config, nc=6)
+    if depth:  # half the repeats removed as well
+        det.remove_repeats(det.repeats()[::2])
     prune_detector(det, PruneConfig(ratio=0.5, round_to=8), imgsz=64)
     ckpt = det.save(tmp_path / "pruned.pt")
     code = f"""

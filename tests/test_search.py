@@ -289,9 +289,9 @@ def test_speedup_is_judged_against_the_baseline_timed_alongside_the_final_check(
     assert load_model(outcome.checkpoint).count(64)["macs"] == report["result"]["macs"]
     # the keys the search wrote before it was an object (benchmarks/results/budget_search.json) stay
     assert set(search) == PRUNE_JSON_SEARCH_KEYS
-    assert set(search["steps"][0]) == STEP_KEYS | {"action"} and set(search["probes"][0]) == PROBE_KEYS | {
-        "action"
-    }
+    # ... plus what each step and probe was (width, depth) and what it removed or scored
+    assert set(search["steps"][0]) == STEP_KEYS | {"action", "removed"}
+    assert set(search["probes"][0]) == PROBE_KEYS | {"action", "proxy_loss"}
     assert set(search["config"]) == set(SearchConfig.field_names())
     assert {"edgeprune_version", "target", "budget", "baseline", "result", "passed", "verdict", "environment",
             "search", "message"} <= set(report)  # fmt: skip
@@ -312,6 +312,10 @@ def test_ratio_and_budget_exclude_each_other(tmp_path):
     assert r.returncode == 1 and "--ratio excludes --budget-ms and --speedup" in r.stderr
     r = run_cli("prune", "yolov8n.yaml", "-t", "cpu-ort-fp32", "--budget-ms", "5", "--speedup", "2")
     assert r.returncode == 1 and "--budget-ms and --speedup exclude each other" in r.stderr
+    r = run_cli("prune", "yolov8n.yaml", "-t", "cpu-ort-fp32", "--ratio", "0.3", "--actions", "width,depth")
+    assert r.returncode == 1 and "--actions chooses what a budget search removes" in r.stderr
+    r = run_cli("prune", "yolov8n.yaml", "-t", "cpu-ort-fp32", "--speedup", "2", "--actions", "depth,heads")
+    assert r.returncode == 1 and "--actions must name each of width, depth" in r.stderr
 
 
 def test_budget_search_fine_tunes_with_distillation_between_steps(tmp_path, tiny_data):
@@ -511,3 +515,37 @@ def test_the_kept_model_is_calibrated_like_an_export_and_candidates_for_latency_
         say=lambda _: None,
     )  # fmt: skip
     assert outcome.export.details["calibration"]["images"] == 16  # every train image, not the candidates' 4
+
+
+def test_width_and_depth_candidates_are_compared_by_the_accuracy_proxy(tmp_path, tiny_data):
+    det = load_model("yolov8n.yaml", nc=6)
+    calls = []
+    base = 10.0 + det.count(64)["macs"] / 1e6
+    config = SearchConfig(budget_ms=base * 0.8, steps=1, actions=("width", "depth"), bn_images=8)
+    scored = []
+
+    def proxy(d):
+        scored.append(d)
+        return float(len(scored))  # the first candidate scores best: it must be the one kept
+
+    s = searched(det, config, fake_meter(calls), tmp_path, data=tiny_data, proxy=proxy, say=lambda _: None)
+    kinds = [p.action for p in s.probes if p.step == 1]
+    assert {"width", "depth"} <= set(kinds)
+    assert all(p.proxy_loss is not None for p in s.probes)
+    within = [
+        p for p in s.probes if p.step == 1 and p.measured_ms <= s.goals.step(1) * (1 + config.tolerance)
+    ]
+    best = min(within, key=lambda p: p.proxy_loss)
+    assert (s.steps[0].action, s.steps[0].ratio) == (best.action, best.ratio)
+    if s.steps[0].action == "depth":
+        assert s.steps[0].removed and len(load_model(s.steps[0].checkpoint).repeats()) < len(det.repeats())
+
+
+def test_depth_search_without_data_is_refused_before_any_work(tmp_path):
+    from edgeprune.api import prune_to_budget
+
+    with pytest.raises(OptionError, match="`actions` depth .* needs `data`"):
+        prune_to_budget("yolov8n.yaml", TARGET, speedup=1.5, actions=("width", "depth"), out=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(OptionError, match="`actions` must name each of width, depth"):
+        SearchConfig(speedup=2, actions=("width", "heads"))

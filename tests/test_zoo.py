@@ -2,7 +2,8 @@
 
 Per family: the prunable rewrites give identical outputs, ratio 0 changes nothing, ratio 0.5
 keeps output shapes at two input sizes (train-only branches and the end-to-end path included),
-cuts MACs by at least 30 %, and the checkpoint reloads with plain ``ultralytics.YOLO``.
+cuts MACs by at least 30 %, and the checkpoint reloads with plain ``ultralytics.YOLO``. The same
+holds with every other repeat of every block removed first (depth, then widths).
 """
 
 import subprocess
@@ -59,11 +60,16 @@ def _build(cfg):
     return load_model(cfg, nc=6)
 
 
-def _check_pruned_family(cfg, tmp_path, min_macs_cut=0.3):
+def _check_pruned_family(cfg, tmp_path, min_macs_cut=0.3, depth=False):
     det = _build(cfg)
     xs = {s: torch.rand(1, 3, s, s) for s in SIZES}
     before = {s: _predictions(det, x).shape for s, x in xs.items()}
 
+    if depth:  # every other repeat first, then widths on what is left
+        units = det.repeats()
+        assert units, f"{cfg} has no removable repeats"
+        det.remove_repeats(units[::2])
+        assert len(det.repeats()) < len(units)
     report = prune_detector(det, PruneConfig(ratio=0.5, round_to=8), imgsz=64)
 
     model = det.module
@@ -127,6 +133,12 @@ def test_ratio_zero_changes_nothing():
 @pytest.mark.parametrize("cfg", sorted(REWRITTEN))
 def test_family_prunes(cfg, tmp_path):
     _check_pruned_family(cfg, tmp_path)
+
+
+# yolov3-tiny has no repeated blocks
+@pytest.mark.parametrize("cfg", sorted(set(REWRITTEN) - {"yolov3-tiny.yaml"}) + TASKS[:3])
+def test_family_loses_repeats_and_widths(cfg, tmp_path):
+    _check_pruned_family(cfg, tmp_path, depth=True)
 
 
 @pytest.mark.parametrize("cfg", TASKS)
@@ -237,6 +249,7 @@ def test_unequal_halves_are_refused():
 @pytest.mark.parametrize("cfg", ["yolo26n.yaml", pytest.param("yolo12n.yaml", marks=pytest.mark.slow)])
 def test_pruned_checkpoint_loads_in_fresh_process(cfg, tmp_path):
     det = _build(cfg)
+    det.remove_repeats(det.repeats()[::2])  # depth too
     prune_detector(det, PruneConfig(ratio=0.5, round_to=8), imgsz=64)
     x = torch.rand(1, 3, 64, 64)
     torch.save((x, _predictions(det, x)), tmp_path / "xy.pt")

@@ -16,6 +16,7 @@ from edgeprune.models import Detector, load_model
 from edgeprune.profiling import LatencyStats, Verdict, collect_environment, judge, measure_profiled
 from edgeprune.profiling.meters import LatencyMeter, make_meter
 from edgeprune.pruning import PruneConfig, PruneReport, prune_detector
+from edgeprune.pruning.actions import PROXY_BN_IMAGES, accuracy_proxy
 from edgeprune.pruning.options import FINETUNE_BATCH, SearchConfig, search_importance
 from edgeprune.pruning.search import BudgetSearcher, SearchResult
 from edgeprune.report import build_report, model_block, write_report
@@ -252,6 +253,9 @@ def prune_to_budget(
         if data is not None
         else None,
         evaluate=(lambda det: det.evaluate(data, imgsz=t.imgsz, batch=batch)) if data is not None else None,
+        proxy=(lambda det: accuracy_proxy(det, data, t.imgsz, bn_images=min(PROXY_BN_IMAGES, config.bn_images)))
+        if data is not None
+        else None,
     )  # fmt: skip
     result = searcher.search(resume=resume)
     report = _budget_report(result, t, model, baseline_metrics)
@@ -264,6 +268,8 @@ def _check_budget_search(config: SearchConfig, data: str | Path | None, *, auto_
     _check_tuning(data, config.final_epochs + config.step_epochs)
     if config.distill and data is None:
         raise OptionError("`distill` fine-tunes: it needs `data` and `epochs`")
+    if "depth" in config.actions and data is None:
+        raise OptionError("`actions` depth ranks repeats by their cost in accuracy: it needs `data`")
     if config.margin == "auto" and not auto_ok:
         raise OptionError(
             "`margin` auto reads the machine's spread from the baseline timed again in every round of the "

@@ -26,6 +26,10 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         raise EdgepruneError(
             "--ratio excludes --budget-ms and --speedup: a fixed ratio, or a search to a budget"
         )
+    if args.actions is not None:
+        raise EdgepruneError(
+            "--actions chooses what a budget search removes; --ratio removes channels only: drop one of the two"
+        )
     given = {
         "importance": args.importance,
         "allocation": args.allocation,
@@ -79,13 +83,13 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
         ssh_config=args.ssh_config, train_overrides={"device": args.device} if args.device else None,
         budget_ms=args.budget_ms, speedup=args.speedup, epochs=args.epochs, step_epochs=args.step_epochs,
         steps=args.steps, importance=args.importance, margin=args.margin, max_layer_ratio=args.max_layer_ratio,
-        distill=args.distill or None,
+        distill=args.distill or None, actions=args.actions,
     )  # fmt: skip
     result, b = outcome, outcome.baseline
     rows = [["baseline", b["params"], b["macs"], outcome.report["baseline"]["metrics"].get("map50_95"),
              b["measured_ms"], "-", "-"]]  # fmt: skip
     for st in result.steps:
-        rows.append([f"step {st.step} ({st.ratio:.0%})", st.params, st.macs, st.metrics.get("map50_95"),
+        rows.append([f"step {st.step} ({st.action} {st.ratio:.0%})", st.params, st.macs, st.metrics.get("map50_95"),
                      st.measured_ms, st.predicted_ms, st.goal_ms])  # fmt: skip
     print()
     print(
@@ -263,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
         DISTILL_DEFAULT,
         DISTILL_MODES,
         FINETUNE_BATCH,
+        SEARCH_ACTION_NAMES,
         PruneConfig,
         SearchConfig,
         search_importance,
@@ -310,6 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the target's runtime and precision, side by side (e.g. 2)",
     )
     p.add_argument("--steps", type=int, help=f"budget search: pruning steps (default {SearchConfig.steps})")
+    p.add_argument(
+        "--actions", type=lambda text: tuple(a.strip() for a in text.split(",") if a.strip()),
+        help=f"budget search: what each step may remove, comma-separated: {', '.join(SEARCH_ACTION_NAMES)} "
+        "(channels, whole repeats of blocks); with both, candidates are compared by the loss on a few validation "
+        f"batches (needs --data; default {','.join(SearchConfig.actions)})",
+    )  # fmt: skip
     p.add_argument(
         "--margin",
         type=_margin,

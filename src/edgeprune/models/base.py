@@ -75,6 +75,23 @@ class Detector(ABC):
         """Pairs of layers whose output widths must stay equal (read inside ``prunable()``)."""
         return []
 
+    def repeats(self) -> list[Any]:
+        """Whole units this model can lose (``Repeat``s of ``models/ultralytics_depth.py``); none
+        for a family edgeprune cannot remove layers from."""
+        return []
+
+    def remove_repeats(self, units: Sequence[Any]) -> None:
+        """Remove ``units`` (from ``repeats()``) in place."""
+        raise OptionError(f"{self.family} models have no repeats edgeprune can remove: prune widths only")
+
+    def proxy_loss(self, data: str | Path, *, imgsz: int, batches: int = 2, batch_size: int = 16) -> float:
+        """The model's training loss on the first ``batches`` batches of the validation split, in
+        eval mode without gradients: a quick accuracy proxy (lower is better) for comparing
+        candidates of different kinds."""
+        raise OptionError(
+            f"comparing candidates by accuracy needs a training loss; {self.family} models have none in edgeprune"
+        )
+
     def accumulate_gradients(self, data: str | Path, *, batches: int, imgsz: int, batch_size: int) -> None:
         """Back-propagate the model's own training loss on ``batches`` batches of ``data``'s train split.
 

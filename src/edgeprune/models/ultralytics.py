@@ -151,6 +151,16 @@ class UltralyticsDetector(Detector):
             self._rewrites = None
             rewrites.undo()
 
+    def repeats(self) -> list[Any]:
+        from edgeprune.models.ultralytics_depth import repeats
+
+        return repeats(self.module, self.example_input(self.trace_imgsz()))
+
+    def remove_repeats(self, units: Sequence[Any]) -> None:
+        from edgeprune.models.ultralytics_depth import remove_repeats
+
+        remove_repeats(self.module, units, self.example_input(self.trace_imgsz()))
+
     def accumulate_gradients(self, data: str | Path, *, batches: int, imgsz: int, batch_size: int) -> None:
         """Back-propagate the model's own loss on the first ``batches`` batches of the train split.
 
@@ -158,59 +168,92 @@ class UltralyticsDetector(Detector):
         normalised as ``DetectionTrainer.preprocess_batch`` does. The loss needs train mode (the head
         returns raw maps); BatchNorm statistics are saved and restored, so only ``.grad`` changes.
         """
+        if batches < 1:
+            raise EdgepruneError(f"gradient batches must be >= 1, got {batches}")
+        model = self.module
+        requires = {p: p.requires_grad for p in model.parameters()}
+        try:
+            for p in model.parameters():
+                p.requires_grad_(True)
+            with self._loss_batches(data, "train", imgsz, batch_size, "criterion 'taylor'") as loader:
+                model.train()
+                with torch.enable_grad():
+                    for i, batch in enumerate(loader):
+                        if i >= batches:
+                            break
+                        loss, _ = model.loss(batch)
+                        loss.sum().backward()
+        finally:
+            for p, flag in requires.items():
+                p.requires_grad_(flag)
+
+    def proxy_loss(self, data: str | Path, *, imgsz: int, batches: int = 2, batch_size: int = 16) -> float:
+        total, seen = 0.0, 0
+        with self._loss_batches(data, "val", imgsz, batch_size, "the accuracy proxy") as loader:
+            self.module.eval()
+            with torch.no_grad():
+                for i, batch in enumerate(loader):
+                    if i >= batches:
+                        break
+                    loss, _ = self.module.loss(batch)
+                    total, seen = total + float(loss.sum()), seen + 1
+        if not seen:
+            raise EdgepruneError(f"{data}: the validation split has no images for the accuracy proxy")
+        return total / seen
+
+    @contextmanager
+    def _loss_batches(
+        self, data: str | Path, split: str, imgsz: int, batch_size: int, purpose: str
+    ) -> Iterator[Iterator[dict[str, Any]]]:
+        """Batches of ``split`` (letterboxed, no augmentation, normalised as the trainer does) with
+        the model set up to compute its loss; afterwards the model's arguments, criterion, mode and
+        BatchNorm statistics are as they were."""
         from ultralytics.cfg import DEFAULT_CFG_DICT
         from ultralytics.data.build import build_dataloader, build_yolo_dataset
         from ultralytics.utils import IterableSimpleNamespace
 
-        if batches < 1 or batch_size < 1:
-            raise EdgepruneError(f"gradient batches and batch size must be >= 1, got {batches}, {batch_size}")
+        if batch_size < 1:
+            raise EdgepruneError(f"{purpose}: batch size must be >= 1, got {batch_size}")
         info = self._check_data(data)
         model = self.module
         if not hasattr(model, "init_criterion"):
-            raise EdgepruneError(f"{type(model).__name__} has no training loss: criterion 'taylor' needs one")
+            raise EdgepruneError(f"{type(model).__name__} has no training loss: {purpose} needs one")
         args = dict(model.args) if isinstance(model.args, dict) else vars(model.args)
         cfg = IterableSimpleNamespace(
             **{**DEFAULT_CFG_DICT, **args, "imgsz": imgsz, "batch": batch_size, "rect": False, "cache": False}
         )
         stride = max(int(model.stride.max()), 32)
         try:
-            dataset = build_yolo_dataset(cfg, info["train"], batch_size, info, mode="val", stride=stride)
+            dataset = build_yolo_dataset(cfg, info[split], batch_size, info, mode="val", stride=stride)
         except (ValueError, KeyError) as e:
-            raise EdgepruneError(f"criterion 'taylor': cannot read {data} for {cfg.task}: {e}") from e
+            raise EdgepruneError(f"{purpose}: cannot read {data} for {cfg.task}: {e}") from e
         loader = build_dataloader(
             dataset, batch_size, 0, shuffle=False, rank=-1, pin_memory=False, device="cpu"
         )
         device = next(model.parameters()).device
 
+        def prepared() -> Iterator[dict[str, Any]]:
+            for batch in loader:
+                batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+                batch["img"] = batch["img"].float() / 255
+                yield batch
+
         saved_args, saved_criterion = model.args, getattr(model, "criterion", None)
         buffers = {k: v.clone() for k, v in model.state_dict(keep_vars=True).items() if _is_bn_buffer(k)}
         was_training = model.training
-        requires = {p: p.requires_grad for p in model.parameters()}
         had_nc = "nc" in vars(model)
         model.args, model.criterion = cfg, None  # the criterion reads hyperparameters as attributes
         model.nc = self.nc  # as DetectionTrainer sets it (RT-DETR's loss reads it)
-        model.train()
         try:
-            for p in model.parameters():
-                p.requires_grad_(True)
-            with torch.enable_grad():
-                for i, batch in enumerate(loader):
-                    if i >= batches:
-                        break
-                    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-                    batch["img"] = batch["img"].float() / 255
-                    loss, _ = model.loss(batch)
-                    loss.sum().backward()
+            yield prepared()
         except (ValueError, KeyError, IndexError, RuntimeError) as e:
             raise EdgepruneError(
-                f"criterion 'taylor': {type(model).__name__}'s loss failed on {data} "
+                f"{purpose}: {type(model).__name__}'s loss failed on {data} "
                 f"(does the dataset match the model's task?): {e}"
             ) from e
         finally:
             if not had_nc:
                 del model.nc
-            for p, flag in requires.items():
-                p.requires_grad_(flag)
             model.train(was_training)
             model.args, model.criterion = saved_args, saved_criterion
             with torch.no_grad():

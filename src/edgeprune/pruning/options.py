@@ -25,6 +25,10 @@ DISTILL_DEFAULT = "output"
 """What ``distill=True`` means: the mode that did best in ``benchmarks/distill_ablation.py``
 (docs/benchmarks.md; feature distillation, the behaviour before modes existed, did worst)."""
 
+SEARCH_ACTION_NAMES: tuple[str, ...] = ("width", "depth")
+"""The kinds of candidate a budget search step can compare (``pruning/actions.py`` registers one
+class per name): ``width`` removes channels, ``depth`` whole repeats of blocks."""
+
 
 def _check_importance(name: str) -> None:
     if name not in IMPORTANCE:
@@ -129,6 +133,9 @@ class SearchConfig:
         extra_steps: steps allowed after the planned ones while the budget is still missed.
         bn_images: train images that re-estimate BatchNorm statistics after each step (with data;
             0: never), before that step's fine-tuning, evaluation and the next step's ranking.
+        actions: the kinds of candidate each step compares (``SEARCH_ACTION_NAMES``): ``width``,
+            ``depth`` or both. With more than one, candidates within the step's goal are compared
+            by a quick accuracy proxy (the loss on a few validation batches; needs data).
     """
 
     budget_ms: float | None = None
@@ -149,10 +156,19 @@ class SearchConfig:
     warmup: int = 5
     extra_steps: int = 3
     bn_images: int = 256
+    actions: tuple[str, ...] = ("width",)
 
     def __post_init__(self) -> None:
         from edgeprune.profiling.timing import PERCENTILES
 
+        actions = (self.actions,) if isinstance(self.actions, str) else tuple(self.actions)
+        object.__setattr__(self, "actions", actions)  # a list from YAML or JSON is kept as a tuple
+        unknown = [a for a in actions if a not in SEARCH_ACTION_NAMES]
+        if not actions or unknown or len(set(actions)) != len(actions):
+            raise OptionError(
+                f"`actions` must name each of {', '.join(SEARCH_ACTION_NAMES)} at most once, and at least one; "
+                f"got {', '.join(map(str, actions)) or 'none'}"
+            )
         if (self.budget_ms is None) == (self.speedup is None):
             raise OptionError("give a latency budget or a speed-up, one of the two: `budget_ms` or `speedup`")
         if self.budget_ms is not None and not self.budget_ms > 0:

@@ -25,6 +25,7 @@ class Probe:
     predicted_ms: float
     measured_ms: float
     action: str = "width"
+    proxy_loss: float | None = None  # the accuracy proxy, when a step compares several actions
 
 
 @dataclass
@@ -43,6 +44,7 @@ class StepRecord:
     seconds: float = 0.0
     checked_ms: float | None = None  # timed on its own before fine-tuning (the last step's check)
     action: str = "width"
+    removed: list[str] = field(default_factory=list)  # depth: the repeats removed (module paths)
 
 
 @dataclass

@@ -5,11 +5,12 @@
 1. ``begin``: time the baseline (the meter's reference), or resume an interrupted search from
    ``OUT/search/state.json`` (the baseline is timed again: the meter needs its reference);
 2. ``run_steps``: steps walk the latency down from the baseline to the budget minus a margin
-   (:class:`Goals`). In each step every search action (``pruning/actions.py``: channels today)
-   proposes the amount that a latency model (:class:`~edgeprune.pruning.latency_model.LatencyModel`,
+   (:class:`Goals`). In each step every search action (``pruning/actions.py``: channels, whole
+   repeats) proposes the amount that a latency model (:class:`~edgeprune.pruning.latency_model.LatencyModel`,
    refitted on every artifact measured so far) predicts to land on the step's goal; the candidate
    is exported and *measured* (never a FLOPs proxy), and the amount corrected, up to
-   ``probes_per_step`` times. BatchNorm statistics are re-estimated, the model fine-tuned and
+   ``probes_per_step`` times. With several actions, candidates within the goal are compared by
+   a quick accuracy proxy (``proxy``: the loss on a few validation batches). BatchNorm statistics are re-estimated, the model fine-tuned and
    evaluated between steps, and the state written after every step;
 3. ``finish``: the kept model is saved and exported, profiled on its own as ``edgeprune profile``
    does (alternating with the baseline where the meter can), and judged. The
@@ -134,6 +135,7 @@ class _Measured:
     candidate: Candidate
     predicted_ms: float
     measured_ms: float
+    proxy: float | None = None  # the accuracy proxy (lower is better), when candidates are compared by it
 
 
 class BudgetSearcher:
@@ -150,7 +152,9 @@ class BudgetSearcher:
         calib: INT8 targets: calibration images of the final artifact (the recipe's count of them).
         finetune: ``finetune(detector, epochs, name)``, called between steps when given.
         evaluate: ``evaluate(detector) -> metrics``, called after each step when given.
-        actions: names in ``SEARCH_ACTIONS``, the kinds of candidate each step compares.
+        proxy: ``proxy(detector) -> loss``, a quick accuracy proxy (lower is better) by which a
+            step compares candidates of different actions (``config.actions``) within its goal;
+            without it, or with one action, the larger model within the goal is kept.
         say: where progress lines go.
     """
 
@@ -166,7 +170,7 @@ class BudgetSearcher:
         calib: str | Path | None = None,
         finetune: Callable[[Detector, int, str], None] | None = None,
         evaluate: Callable[[Detector], dict[str, float]] | None = None,
-        actions: Sequence[str] = ("width",),
+        proxy: Callable[[Detector], float] | None = None,
         say: Callable[[str], None] = print,
     ):
         self.source, self.config, self.meter, self.target = detector, config, meter, target
@@ -175,8 +179,9 @@ class BudgetSearcher:
         self.imgsz, self.round_to = target.imgsz, target.round_to
         self.actions: list[SearchAction] = [
             SEARCH_ACTIONS.get(a)(config, round_to=self.round_to, imgsz=self.imgsz, data=data)
-            for a in actions
+            for a in config.actions
         ]
+        self.proxy = proxy if len(self.actions) > 1 else None
         self.goals = Goals(config, lambda: meter.reference_timings)
         self.model = LatencyModel()
         self.steps: list[StepRecord] = []
@@ -279,6 +284,7 @@ class BudgetSearcher:
                 round(time.perf_counter() - t_step, 1),
                 checked,
                 cand.action,
+                cand.removed,
             )  # fmt: skip
         )
         self._write_state()
@@ -327,17 +333,19 @@ class BudgetSearcher:
                 goal = self.goals.step(k)
                 cand = proposals.at(self._amount_for(goal, proposals, action.limit))
                 predicted = self.model.predict(cand.macs)
-                measured = self._measure(cand.detector, f"step{k}-r{cand.amount:.3f}")
+                measured = self._measure(cand.detector, f"step{k}-{cand.action}{cand.amount:.3f}")
                 self.model.add(cand.macs, measured)
                 goal = self.goals.step(k)
+                proxy = self.proxy(cand.detector) if self.proxy is not None else None
                 self.probes.append(
-                    Probe(k, cand.amount, cand.params, cand.macs, predicted, measured, cand.action)
+                    Probe(k, cand.amount, cand.params, cand.macs, predicted, measured, cand.action, proxy)
                 )
+                loss = f", proxy loss {proxy:.3f}" if proxy is not None else ""
                 self.say(
                     f"  step {k} probe: {cand.action} {cand.amount:.3f} -> {cand.macs / 1e9:.2f} GMACs, "
-                    f"predicted {predicted:.2f} ms, measured {measured:.2f} ms (goal {goal:.2f})"
+                    f"predicted {predicted:.2f} ms, measured {measured:.2f} ms (goal {goal:.2f}){loss}"
                 )
-                best = _better(best, _Measured(cand, predicted, measured), goal * (1 + tol))
+                best = _better(best, _Measured(cand, predicted, measured, proxy), goal * (1 + tol))
                 # close enough: more pruning than needed costs accuracy, less misses the goal
                 close.append(goal * (1 - 2 * tol) <= measured <= goal * (1 + tol))
                 stuck.append(measured > goal and cand.amount >= action.limit)
@@ -453,7 +461,7 @@ class BudgetSearcher:
             raise EdgepruneError(
                 f"{path}: written by another edgeprune version; start afresh without resuming"
             )
-        saved, ours = state["config"], self.config.to_dict()
+        saved, ours = state["config"], json.loads(json.dumps(self.config.to_dict()))  # tuples as saved: lists
         mismatch = [k for k, v in ours.items() if k in saved and saved[k] != v and k not in _RESUME_FREE]
         if mismatch:
             raise EdgepruneError(
@@ -474,13 +482,16 @@ class BudgetSearcher:
 
 
 def _better(best: _Measured | None, new: _Measured, limit: float) -> _Measured:
-    """Of two probes, the one to keep: within ``limit`` beats above it; within it, the larger
-    model (less pruning, more accuracy); above it, the faster one."""
+    """Of two probes, the one to keep: within ``limit`` beats above it; within it, the lower
+    accuracy proxy when both have one, else the larger model (less pruning, more accuracy); above
+    it, the faster one."""
     if best is None:
         return new
     best_ok, new_ok = best.measured_ms <= limit, new.measured_ms <= limit
     if best_ok != new_ok:
         return new if new_ok else best
     if new_ok:
+        if best.proxy is not None and new.proxy is not None:
+            return new if new.proxy < best.proxy else best
         return new if new.candidate.macs > best.candidate.macs else best
     return new if new.measured_ms < best.measured_ms else best

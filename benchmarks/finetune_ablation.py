@@ -1,0 +1,147 @@
+"""How should a pruned model be fine-tuned? One pruned architecture, fine-tuned one way per arm.
+
+    .venv/bin/python benchmarks/finetune_ablation.py --pruned bench-distill/search/pruned.pt \
+        --teacher bench-hard/yolov8s.pt --data bench-hard/data/data.yaml [--epochs 12]
+        [--arms current,ultralytics,...] [--curve-epochs 36]
+        [--work bench-finetune] [--json benchmarks/results/finetune_ablation.json]
+
+The pruned model (``distill_ablation.py``'s budget search: 2x on ``cpu-ort-fp32``, BatchNorm
+re-estimated, no fine-tuning) is fine-tuned ``--epochs`` epochs once per arm. Each arm changes one
+setting of the ``current`` recipe (``FINETUNE_TRAINING``, AdamW at lr0 0.002 without warm-up,
+Ultralytics' other defaults); ``ultralytics`` is Ultralytics' own defaults (optimizer ``auto``,
+3 warm-up epochs). Every arm is validated with Ultralytics' validator, and its per-epoch
+validation mAP is kept. ``--curve-epochs`` adds one longer run of the current recipe, to see
+where more epochs stop paying. Each arm's result is kept in ``--work`` and reused. Not run by CI.
+
+``ema-fast`` is the one arm Ultralytics has no argument for: its EMA ramps with a time constant of
+2000 updates, so over a short fine-tune (600 images, batch 16, 12 epochs: 456 updates) the EMA
+is nearly the live model. The arm gives the EMA a time constant of 100 updates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ARMS: dict[str, dict[str, Any]] = {
+    "current": {},
+    "ultralytics": {"optimizer": "auto", "lr0": 0.01, "warmup_epochs": 3.0},
+    "lr0-0.001": {"lr0": 0.001},
+    "lr0-0.004": {"lr0": 0.004},
+    "cos-lr": {"cos_lr": True},
+    "warmup-1": {"warmup_epochs": 1.0},
+    "no-mosaic": {"close_mosaic": -1},  # -1: replaced by the epochs, mosaic closed from the start
+    "mosaic-8": {"close_mosaic": -4},  # -4: the last 4 epochs without mosaic, 8 with it
+    "ema-fast": {"ema_tau": 100},
+}
+
+
+@contextmanager
+def _ema_tau(tau: int | None) -> Iterator[None]:
+    """Ultralytics' trainer with its EMA's ramp time constant set to ``tau`` updates."""
+    if tau is None:
+        yield
+        return
+    import ultralytics.engine.trainer as trainer_module
+
+    original = trainer_module.ModelEMA
+
+    class FastEMA(original):  # type: ignore[misc, valid-type]
+        def __init__(self, model: Any, decay: float = 0.9999, tau_: int = tau, updates: int = 0) -> None:
+            super().__init__(model, decay=decay, tau=tau_, updates=updates)
+
+    trainer_module.ModelEMA = FastEMA
+    try:
+        yield
+    finally:
+        trainer_module.ModelEMA = original
+
+
+def _curve(results_csv: Path) -> list[float]:
+    with results_csv.open() as f:
+        return [round(float(r["metrics/mAP50-95(B)"]), 5) for r in csv.DictReader(f, skipinitialspace=True)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pruned", type=Path, required=True)
+    parser.add_argument("--teacher", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--curve-epochs", type=int, default=36)
+    parser.add_argument("--work", type=Path, default=Path("bench-finetune"))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    from edgeprune.demo import FINETUNE_TRAINING
+    from edgeprune.models import load_model
+
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    imgsz = int(json.loads((args.data.parent / "synthetic.json").read_text())["imgsz"])
+    teacher_map = load_model(args.teacher).evaluate(args.data, imgsz=imgsz)["map50_95"]
+    before = load_model(args.pruned).evaluate(args.data, imgsz=imgsz)["map50_95"]
+    print(f"teacher {teacher_map:.4f}; pruned before fine-tuning {before:.4f}", flush=True)
+
+    plan = [(arm, args.epochs) for arm in args.arms.split(",") if arm]
+    if args.curve_epochs:
+        plan.append(("current", args.curve_epochs))
+    rows: list[dict[str, Any]] = []
+    for arm, epochs in plan:
+        name = arm if epochs == args.epochs else f"{arm}-{epochs}ep"
+        record = work / f"{name}.json"
+        if record.is_file():
+            rows.append(json.loads(record.read_text()))
+            print(f"{name}: reused {rows[-1]['map50_95']:.4f}", flush=True)
+        else:
+            change = dict(ARMS[arm])
+            tau = change.pop("ema_tau", None)
+            if change.get("close_mosaic", 0) < 0:
+                change["close_mosaic"] = epochs if change["close_mosaic"] == -1 else -change["close_mosaic"]
+            recipe = {**FINETUNE_TRAINING, **change}
+            det = load_model(args.pruned)
+            t0 = time.perf_counter()
+            with _ema_tau(tau):
+                det.train(
+                    args.data, epochs=epochs, imgsz=imgsz, batch=16, out_dir=work / "runs", name=name,
+                    progress=lambda line, n=name: print(f"  {n}: {line.strip()}", flush=True), **recipe,
+                )  # fmt: skip
+            seconds = round(time.perf_counter() - t0, 1)
+            got = det.evaluate(args.data, imgsz=imgsz)
+            row = {
+                "arm": arm, "epochs": epochs, "change": ARMS[arm], "recipe": recipe, **got,
+                "train_seconds": seconds, "map50_95_by_epoch": _curve(work / "runs" / name / "results.csv"),
+            }  # fmt: skip
+            record.write_text(json.dumps(row, indent=2) + "\n")
+            rows.append(row)
+            print(f"{name}: mAP50-95 {got['map50_95']:.4f} in {seconds:.0f} s", flush=True)
+        current = next(
+            (r["map50_95"] for r in rows if r["arm"] == "current" and r["epochs"] == args.epochs), None
+        )
+        for r in rows:
+            r["vs_current_points"] = None if current is None else round((r["map50_95"] - current) * 100, 2)
+        if args.json:
+            out = {
+                "pruned": str(args.pruned), "teacher": str(args.teacher), "data": str(args.data), "imgsz": imgsz,
+                "epochs": args.epochs, "teacher_map50_95": teacher_map, "pruned_before_finetune": before,
+                "base_recipe": FINETUNE_TRAINING, "rows": rows,
+            }  # fmt: skip
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(out, indent=2) + "\n")
+    for r in rows:
+        print(
+            f"  {r['arm']:<12} {r['epochs']:>3} ep  {r['map50_95']:.4f}  {r['vs_current_points']:+.2f} vs current"
+        )
+
+
+if __name__ == "__main__":
+    main()
