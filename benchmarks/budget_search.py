@@ -48,10 +48,10 @@ def other_arms(args, work, data, s, target, base, base_ckpt, budget, meter, trai
     """(b), (c) and, with --match-small, (a@c): their checkpoints by arm name, and (a@c)'s outcome
     and speed-up (None without it)."""
     from edgeprune.api import prune_to_budget
-    from edgeprune.demo import FINETUNE_TRAINING
     from edgeprune.exporting import export_detector
     from edgeprune.models import load_model
     from edgeprune.pruning import PruneConfig, prune_detector
+    from edgeprune.pruning.options import FINETUNE_RECIPE
 
     # (b) uniform L2 at the ratio whose measured latency meets the budget
     def uniform_at(ratio: float):
@@ -81,7 +81,7 @@ def other_arms(args, work, data, s, target, base, base_ckpt, budget, meter, trai
             "b-uniform-finetune",
             lambda: uniform.train(
                 data, epochs=args.epochs, imgsz=s.imgsz, batch=s.batch, out_dir=work / "b", name="finetune",
-                **FINETUNE_TRAINING,
+                **FINETUNE_RECIPE,
             ),
         )  # fmt: skip
         uniform.save(uniform_ckpt)
@@ -106,7 +106,7 @@ def other_arms(args, work, data, s, target, base, base_ckpt, budget, meter, trai
             "a-at-c-search",
             lambda: prune_to_budget(
                 base_ckpt, target, speedup=speedup_c, data=data, epochs=final_epochs, step_epochs=args.step_epochs, steps=3,
-                out=work / "a-at-c", distill=args.distill, train_overrides=FINETUNE_TRAINING,
+                out=work / "a-at-c", distill=args.distill, train_overrides=FINETUNE_RECIPE,
                 say=lambda line: print(line, flush=True),
             ),
         )  # fmt: skip
@@ -161,11 +161,12 @@ def main() -> None:
 
     from edgeprune.api import prune_to_budget, resolve_target
     from edgeprune.data import make_synthetic_dataset
-    from edgeprune.demo import FINETUNE_TRAINING, DemoSettings, train_baseline_from_scratch
+    from edgeprune.demo import DemoSettings, train_baseline_from_scratch
     from edgeprune.exporting import export_detector
     from edgeprune.models import load_model
     from edgeprune.profiling import collect_environment, profiled, sample_interleaved
     from edgeprune.profiling.meters import ArtifactMeter
+    from edgeprune.pruning.options import FINETUNE_RECIPE
     from edgeprune.runtimes import get_runtime
 
     work = args.work.resolve()
@@ -217,7 +218,7 @@ def main() -> None:
             "a-search",
             lambda: prune_to_budget(
                 base_ckpt, target, budget_ms=budget, data=data, epochs=final_epochs, step_epochs=args.step_epochs, steps=3, out=work / "a",
-                margin=margin, distill=args.distill, train_overrides=FINETUNE_TRAINING,
+                margin=margin, distill=args.distill, train_overrides=FINETUNE_RECIPE,
                 say=lambda line: print(line, flush=True),
             ),
         )  # fmt: skip

@@ -35,9 +35,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from edgeprune.api import prune_to_budget, resolve_target
-    from edgeprune.demo import FINETUNE_TRAINING
     from edgeprune.models import load_model
     from edgeprune.models.distill import OutputDistillation, trainer_overrides
+    from edgeprune.pruning.options import FINETUNE_RECIPE
 
     work = args.work.resolve()
     imgsz = int(json.loads((args.data.parent / "synthetic.json").read_text())["imgsz"])
@@ -66,7 +66,7 @@ def main() -> None:
         t0 = time.perf_counter()
         det.train(
             args.data, epochs=args.epochs, imgsz=imgsz, batch=16, out_dir=work / "runs", name=mode,
-            progress=lambda line, m=mode: print(f"  {m}: {line.strip()}", flush=True), **FINETUNE_TRAINING, **extra,
+            progress=lambda line, m=mode: print(f"  {m}: {line.strip()}", flush=True), **FINETUNE_RECIPE, **extra,
         )  # fmt: skip
         seconds = round(time.perf_counter() - t0, 1)
         got = det.evaluate(args.data, imgsz=imgsz)
@@ -83,7 +83,7 @@ def main() -> None:
             "epochs": args.epochs, "teacher_map50_95": teacher_map, "pruned_before_finetune": before,
             "params": search["result"]["params"], "macs": search["result"]["macs"],
             "teacher_params": search["baseline"]["params"], "teacher_macs": search["baseline"]["macs"],
-            "search_verdict": search["verdict"], "training": FINETUNE_TRAINING, "rows": rows,
+            "search_verdict": search["verdict"], "training": FINETUNE_RECIPE, "rows": rows,
             "output_distillation": asdict(OutputDistillation()),
         }  # fmt: skip
         args.json.parent.mkdir(parents=True, exist_ok=True)

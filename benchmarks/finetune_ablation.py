@@ -7,7 +7,7 @@
 
 The pruned model (``distill_ablation.py``'s budget search: 2x on ``cpu-ort-fp32``, BatchNorm
 re-estimated, no fine-tuning) is fine-tuned ``--epochs`` epochs once per arm. Each arm changes one
-setting of the ``current`` recipe (``FINETUNE_TRAINING``, AdamW at lr0 0.002 without warm-up,
+setting of the ``current`` recipe (``FINETUNE_RECIPE``, AdamW at lr0 0.002 without warm-up,
 Ultralytics' other defaults); ``ultralytics`` is Ultralytics' own defaults (optimizer ``auto``,
 3 warm-up epochs). Every arm is validated with Ultralytics' validator, and its per-epoch
 validation mAP is kept. ``--curve-epochs`` adds one longer run of the current recipe, to see
@@ -82,8 +82,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    from edgeprune.demo import FINETUNE_TRAINING
     from edgeprune.models import load_model
+    from edgeprune.pruning.options import FINETUNE_RECIPE
 
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -107,7 +107,7 @@ def main() -> None:
             tau = change.pop("ema_tau", None)
             if change.get("close_mosaic", 0) < 0:
                 change["close_mosaic"] = epochs if change["close_mosaic"] == -1 else -change["close_mosaic"]
-            recipe = {**FINETUNE_TRAINING, **change}
+            recipe = {**FINETUNE_RECIPE, **change}
             det = load_model(args.pruned)
             t0 = time.perf_counter()
             with _ema_tau(tau):
@@ -133,7 +133,7 @@ def main() -> None:
             out = {
                 "pruned": str(args.pruned), "teacher": str(args.teacher), "data": str(args.data), "imgsz": imgsz,
                 "epochs": args.epochs, "teacher_map50_95": teacher_map, "pruned_before_finetune": before,
-                "base_recipe": FINETUNE_TRAINING, "rows": rows,
+                "base_recipe": FINETUNE_RECIPE, "rows": rows,
             }  # fmt: skip
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(out, indent=2) + "\n")

@@ -20,6 +20,7 @@ _EXPORTS = {
     # verbs
     "prune": "edgeprune.api",
     "prune_to_budget": "edgeprune.api",
+    "analyze": "edgeprune.api",
     "export": "edgeprune.api",
     "profile": "edgeprune.api",
     "profile_remote": "edgeprune.api",
@@ -31,6 +32,7 @@ _EXPORTS = {
     "BudgetOutcome": "edgeprune.api",
     "SearchResult": "edgeprune.pruning.records",
     "ProfileResult": "edgeprune.api",
+    "Analysis": "edgeprune.pruning.sensitivity",
     "load_target": "edgeprune.targets",
     "Target": "edgeprune.targets",
     "load_model": "edgeprune.models",

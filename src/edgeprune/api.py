@@ -3,7 +3,7 @@ thin layer over these."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,9 @@ from edgeprune.profiling import LatencyStats, Verdict, collect_environment, judg
 from edgeprune.profiling.meters import LatencyMeter, make_meter
 from edgeprune.pruning import PruneConfig, PruneReport, prune_detector
 from edgeprune.pruning.actions import PROXY_BN_IMAGES, accuracy_proxy
-from edgeprune.pruning.options import FINETUNE_BATCH, SearchConfig, search_importance
+from edgeprune.pruning.options import FINETUNE_BATCH, FINETUNE_RECIPE, SearchConfig, search_importance
 from edgeprune.pruning.search import BudgetSearcher, SearchResult
+from edgeprune.pruning.sensitivity import Analysis
 from edgeprune.report import build_report, model_block, write_report
 from edgeprune.runtimes import get_runtime
 from edgeprune.runtimes.base import ExportResult
@@ -78,8 +79,9 @@ def prune_and_finetune(
     report = prune_detector(detector, config, imgsz=target.imgsz, data=data)
     if epochs > 0:
         detector.train(
-            data, epochs=epochs, imgsz=target.imgsz, batch=batch, out_dir=out / "runs", **train_options
-        )
+            data, epochs=epochs, imgsz=target.imgsz, batch=batch, out_dir=out / "runs",
+            **{**FINETUNE_RECIPE, **train_options},
+        )  # fmt: skip
     meta = {**config.to_dict(), "target": target.name, "epochs": epochs}
     return report, detector.save(out / "pruned.pt", meta)
 
@@ -236,6 +238,12 @@ def prune_to_budget(
     _check_budget_search(config, data, auto_ok=meter is None and host is None)
     out = Path(out)
     detector = _load(model, data, trust_checkpoint)
+    if config.sensitivity is not None:  # of this model and target, before any work
+        from edgeprune.pruning.pruner import prunable_groups
+        from edgeprune.pruning.sensitivity import Analysis
+
+        names = [n for n, _ in prunable_groups(detector, t.round_to)]
+        Analysis.load(config.sensitivity).check_for(t, names, config.sensitivity)
     calib = calib or data
     latency = make_meter(
         t, out / "search" / "probes", meter=meter, host=host, host_python=host_python, ssh_config=ssh_config,
@@ -298,7 +306,7 @@ def _finetuner(
         say(f"  fine-tuning {epochs} epochs{f' with {mode} distillation' if mode else ''} ...")
         det.train(
             data, epochs=epochs, imgsz=t.imgsz, batch=batch, out_dir=out / "runs", name=name, progress=say,
-            **extra, **(train_overrides or {}),
+            **{**FINETUNE_RECIPE, **extra, **(train_overrides or {})},
         )  # fmt: skip
 
     return finetune
@@ -325,6 +333,70 @@ def _budget_report(
         search=result.search_block(),
         message=result.message,
     )  # fmt: skip
+
+
+def analyze(
+    model: Any,
+    target: Target | str | Path,
+    *,
+    data: str | Path,
+    ratios: Sequence[float] | None = None,
+    with_map: bool = False,
+    importance: str | None = None,
+    groups: Sequence[str] | None = None,
+    imgsz: int | None = None,
+    calib: str | Path | None = None,
+    out: str | Path = "edgeprune-out",
+    trust_checkpoint: bool = False,
+    meter: LatencyMeter | Callable[[Detector, str], float] | None = None,
+    say: Callable[[str], None] = print,
+) -> Analysis:
+    """Measure each prunable group's sensitivity: pruned alone at each of ``ratios`` (default
+    ``RATIOS``), the accuracy proxy's rise (and mAP50-95 with ``with_map``) and the latency saved
+    on the target's runtime, timed against the baseline as the budget search times. Writes
+    OUT/analysis.json, which ``prune_to_budget(..., sensitivity=...)`` ranks groups by.
+
+    Args:
+        model: checkpoint path or model config.
+        target: a ``Target``, a shipped target's name or a target YAML path.
+        data: Ultralytics data.yaml (proxy loss, gradients, BatchNorm, mAP).
+        importance: which channels of a group go first (default: the search's, ``taylor``).
+        groups: only these groups (names as in analysis.json); default all.
+        calib: INT8 targets: images that calibrate each candidate (default: ``data``).
+        meter: your own ``LatencyMeter`` or ``fn(detector, name) -> ms`` (default: timed here,
+            interleaved against the baseline).
+    """
+    from edgeprune.pruning.sensitivity import RATIOS
+    from edgeprune.pruning.sensitivity import analyze as measure_groups
+
+    t = resolve_target(target, imgsz=imgsz)
+    ratios = tuple(RATIOS if ratios is None else ratios)
+    if not ratios or any(not 0 < r < 1 for r in ratios):
+        raise OptionError(
+            f"`ratios` must be fractions in (0, 1), got {', '.join(map(str, ratios)) or 'none'}"
+        )
+    criterion = importance or search_importance(data)
+    PruneConfig(0.0, criterion, "global").check_data(data)
+    detector = _load(model, data, trust_checkpoint)
+    out = Path(out)
+    d = SearchConfig(speedup=2)  # the search's timing settings
+    latency = make_meter(
+        t, out / "analysis" / "probes", meter=meter, calib=calib or data, calib_images=d.calib_images, rounds=d.rounds,
+        iterations=d.iterations, warmup=d.warmup,
+    )  # fmt: skip
+    analysis = measure_groups(
+        detector,
+        t,
+        latency,
+        data,
+        ratios=ratios,
+        importance=criterion,
+        with_map=with_map,
+        groups=groups,
+        say=say,
+    )
+    analysis.save(out / "analysis.json")
+    return analysis
 
 
 def export(

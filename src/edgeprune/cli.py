@@ -83,7 +83,7 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
         ssh_config=args.ssh_config, train_overrides={"device": args.device} if args.device else None,
         budget_ms=args.budget_ms, speedup=args.speedup, epochs=args.epochs, step_epochs=args.step_epochs,
         steps=args.steps, importance=args.importance, margin=args.margin, max_layer_ratio=args.max_layer_ratio,
-        distill=args.distill or None, actions=args.actions,
+        distill=args.distill or None, actions=args.actions, sensitivity=args.sensitivity,
     )  # fmt: skip
     result, b = outcome, outcome.baseline
     rows = [["baseline", b["params"], b["macs"], outcome.report["baseline"]["metrics"].get("map50_95"),
@@ -112,6 +112,33 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
     print(outcome.message)
     print(f"checkpoint: {outcome.checkpoint}\nreport:     {outcome.report_path}")
     return EXIT_OK if outcome.passed else EXIT_OVER_BUDGET
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from edgeprune.api import analyze
+    from edgeprune.report import format_table
+
+    analysis = analyze(
+        args.model, args.target, data=args.data, ratios=args.ratios, with_map=args.map, importance=args.importance,
+        imgsz=args.imgsz, calib=args.calib, out=args.out, trust_checkpoint=args.trust_checkpoint,
+    )  # fmt: skip
+    ratio = max(analysis.ratios)
+    ranked = sorted(analysis.groups, key=lambda g: g.cost_per_ms(ratio))
+    rows = []
+    for g in ranked:
+        p = max(g.points, key=lambda p: p.ratio)
+        rows.append([g.name, g.channels, f"{p.saved_ms:.3f}", f"{p.delta_loss:+.4f}", f"{g.cost_per_ms(ratio):.3g}"]
+                    + ([f"{p.map50_95:.4f}"] if p.map50_95 is not None else []))  # fmt: skip
+    head = ["group", "channels", f"ms saved at {ratio:.0%}", "proxy loss", "loss per ms"]
+    print()
+    print(format_table(head + (["mAP50-95"] if args.map else []), rows))
+    if analysis.agreement and analysis.agreement.get("spearman_rho") is not None:
+        print(
+            f"proxy loss vs mAP50-95 over {analysis.agreement['candidates']} candidates: "
+            f"Spearman's rho {analysis.agreement['spearman_rho']:.2f}"
+        )
+    print(f"cheapest groups first; analysis: {Path(args.out) / 'analysis.json'} ({analysis.seconds:.0f} s)")
+    return EXIT_OK
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -268,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         DISTILL_MODES,
         FINETUNE_BATCH,
         SEARCH_ACTION_NAMES,
+        SENSITIVITY_RATIOS,
         PruneConfig,
         SearchConfig,
         search_importance,
@@ -337,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="fine-tune with distillation from the unpruned model: its features, its outputs (class scores and "
         f"box distributions per anchor) or both ({', '.join(DISTILL_MODES)}; alone: {DISTILL_DEFAULT})",
     )  # fmt: skip
+    p.add_argument(
+        "--sensitivity", help="budget search: analysis.json of `edgeprune analyze` (same model and target): "
+        "rank groups by measured accuracy lost per ms saved instead of channel importance alone",
+    )  # fmt: skip
     p.add_argument("--resume", action="store_true", help="budget search: continue from OUT/search/state.json")
     p.add_argument(
         "--device",
@@ -380,6 +412,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-layers", action="store_true", help="with --dry-run, list unchanged layers too")
     trust_arg(p)
     p.set_defaults(func=_cmd_prune)
+
+    p = sub.add_parser(
+        "analyze",
+        help="measure what pruning each layer group alone costs in accuracy and saves in measured ms",
+    )
+    p.add_argument("model", help="Ultralytics checkpoint (.pt) or model config")
+    target_arg(p)
+    p.add_argument(
+        "--data", required=True, help="Ultralytics data.yaml: the accuracy proxy (validation loss) and mAP"
+    )
+    p.add_argument(
+        "--ratios", type=lambda text: tuple(float(r) for r in text.split(",") if r.strip()),
+        help=f"fractions of each group's channels removed, comma-separated (default {','.join(map(str, SENSITIVITY_RATIOS))})",
+    )  # fmt: skip
+    p.add_argument("--map", action="store_true", help="also measure mAP50-95 of every candidate (slower)")
+    p.add_argument(
+        "--importance", help=f"which channels of a group go first (default {search_importance('data')})"
+    )
+    p.add_argument("--imgsz", type=int, help="image size (default: the target's)")
+    p.add_argument("--calib", help="INT8 targets: calibration images of each candidate (default: --data)")
+    p.add_argument("--out", default="edgeprune-out", help="output folder (analysis.json)")
+    trust_arg(p)
+    p.set_defaults(func=_cmd_analyze)
 
     p = sub.add_parser("export", help="export to the target's runtime and precision, with a parity check")
     p.add_argument("model", help="Ultralytics checkpoint (.pt) or model config")

@@ -49,8 +49,6 @@ QUICK = DemoSettings(
 # From scratch on a few hundred images, Ultralytics' automatic optimizer spends most of a short
 # run warming up; AdamW at a higher rate with one warm-up epoch learns several times faster here.
 BASELINE_TRAINING = {"optimizer": "AdamW", "lr0": 0.003, "warmup_epochs": 1}
-# Fine-tuning a pruned model starts from trained weights: a gentler rate and no warm-up.
-FINETUNE_TRAINING = {"optimizer": "AdamW", "lr0": 0.002, "warmup_epochs": 0}
 
 BASELINE_ASSET = Path(__file__).resolve().parent / "assets" / "demo_baseline.pt"
 _DATA_KEYS = ("model", "n_train", "n_val", "imgsz", "seed")
@@ -156,7 +154,6 @@ def run_demo(
         budget_fraction=1 / s.speedup,
         profile_rounds=s.profile_rounds,
         out=out,
-        train_options=FINETUNE_TRAINING,
     )
     stages = Stages(2 + stage_count(spec), say)
 

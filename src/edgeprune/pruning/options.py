@@ -18,6 +18,12 @@ from edgeprune.pruning.importance import ALLOCATIONS, IMPORTANCE, NEEDS_GRADIENT
 FINETUNE_BATCH = 16
 """Batch size of fine-tuning and validation unless told otherwise."""
 
+FINETUNE_RECIPE: dict[str, Any] = {"optimizer": "AdamW", "lr0": 0.002, "warmup_epochs": 0}
+"""Ultralytics trainer settings for fine-tuning a pruned model, under the user's own overrides.
+A pruned model starts from trained weights: a gentler rate than training from scratch and no
+warm-up. Chosen on the hard preset (``benchmarks/finetune_ablation.py``, docs/benchmarks.md):
+Ultralytics' own defaults (optimizer ``auto``, 3 warm-up epochs) scored 5 points lower."""
+
 DISTILL_MODES: tuple[str, ...] = ("feature", "output", "both")
 """What distillation from the unpruned model teaches: its features (Ultralytics' ``distill_model``),
 its predictions (``models/distill.py``), or both."""
@@ -28,6 +34,9 @@ DISTILL_DEFAULT = "output"
 SEARCH_ACTION_NAMES: tuple[str, ...] = ("width", "depth")
 """The kinds of candidate a budget search step can compare (``pruning/actions.py`` registers one
 class per name): ``width`` removes channels, ``depth`` whole repeats of blocks."""
+
+SENSITIVITY_RATIOS: tuple[float, ...] = (0.3, 0.6)
+"""``edgeprune analyze``: the fractions of a group's channels removed, one candidate each."""
 
 
 def _check_importance(name: str) -> None:
@@ -136,6 +145,9 @@ class SearchConfig:
         actions: the kinds of candidate each step compares (``SEARCH_ACTION_NAMES``): ``width``,
             ``depth`` or both. With more than one, candidates within the step's goal are compared
             by a quick accuracy proxy (the loss on a few validation batches; needs data).
+        sensitivity: an ``analysis.json`` of ``edgeprune analyze`` (same model and target): width
+            candidates rank groups by accuracy lost per ms saved, measured, at the width a removal
+            leaves, instead of by channel importance alone; None: by importance.
     """
 
     budget_ms: float | None = None
@@ -157,12 +169,15 @@ class SearchConfig:
     extra_steps: int = 3
     bn_images: int = 256
     actions: tuple[str, ...] = ("width",)
+    sensitivity: str | None = None
 
     def __post_init__(self) -> None:
         from edgeprune.profiling.timing import PERCENTILES
 
         actions = (self.actions,) if isinstance(self.actions, str) else tuple(self.actions)
         object.__setattr__(self, "actions", actions)  # a list from YAML or JSON is kept as a tuple
+        if self.sensitivity is not None:
+            object.__setattr__(self, "sensitivity", str(self.sensitivity))  # a Path is kept as text (JSON)
         unknown = [a for a in actions if a not in SEARCH_ACTION_NAMES]
         if not actions or unknown or len(set(actions)) != len(actions):
             raise OptionError(

@@ -3,7 +3,10 @@
 Two allocations: ``uniform`` removes the same fraction of every prunable group (torch-pruning's
 local pruning); ``global`` ranks the channels of all groups together and removes the least
 important ``ratio`` of them, no group losing more than ``max_layer_ratio`` (planned here, see
-``_global_plan``, so that the two halves of a split block end with equal widths).
+``_global_plan``, so that the two halves of a split block end with equal widths). ``global`` can
+rank groups by measured cost instead (``costs``: the accuracy lost per ms saved, from
+``edgeprune analyze``), channels inside a group still by the criterion; and one group can be
+pruned alone (``group``: what the analysis measures).
 
 The adapter supplies what is family-specific: block rewrites that make coupled channels
 visible to the graph (``Detector.prunable``), the layers whose outputs must stay
@@ -15,13 +18,23 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from edgeprune.errors import EdgepruneError
 from edgeprune.models.base import Detector
 from edgeprune.pruning.importance import IMPORTANCE
 from edgeprune.pruning.options import PruneConfig
+
+
+class GroupCosts(Protocol):
+    """Scores groups by measured cost (``pruning/sensitivity.py``'s ``Analysis``)."""
+
+    def score(self, group: str, kept: int) -> float | None:
+        """The cost of ``group`` (a root layer's name inside ``Detector.prunable()``) pruned down to
+        ``kept`` channels, lower pruned first; None: not measured (the group is left whole)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,7 @@ class PruneReport:
     after: dict[str, int]
     seconds: float
     layers: list[LayerChange] = field(default_factory=list)
+    groups: dict[str, int] = field(default_factory=dict)  # global plans: channels kept per group pruned
 
     def to_dict(self) -> dict[str, Any]:
         """Flat JSON: the config's fields next to the counts (the keys of ``prune.json``)."""
@@ -64,6 +78,8 @@ def prune_detector(
     imgsz: int = 640,
     data: str | Path | None = None,
     dry_run: bool = False,
+    group: str | None = None,
+    costs: GroupCosts | None = None,
 ) -> PruneReport:
     """Remove channels in place as ``config`` says.
 
@@ -74,34 +90,49 @@ def prune_detector(
             gradient batches of gradient-based criteria are run.
         data: a dataset (Ultralytics data.yaml) for criteria that need gradients (``taylor``).
         dry_run: plan on a copy and leave ``detector`` untouched.
+        group: prune only this group (its root layer's name, see ``prunable_groups``), ``ratio``
+            of its channels (and the group whose width must equal it), the least important first.
+        costs: with the ``global`` allocation, offer channels in the order of their group's cost
+            at the width they would leave (``GroupCosts``) instead of their importance.
     """
     config.check_data(data)
+    if (group is not None or costs is not None) and config.allocation != "global":
+        raise EdgepruneError(
+            "pruning one group, or by measured costs, plans globally: use allocation 'global'"
+        )
     criterion = IMPORTANCE.get(config.importance)
     if dry_run:
         detector = detector.clone()
 
     before_channels, before = detector.channels(), detector.count(imgsz)
     start = time.perf_counter()
+    planned: dict[str, int] = {}
     if config.ratio > 0:
         gradients = None
         if config.needs_gradients:
             gradients = {
                 "data": data, "batches": config.grad_batches, "imgsz": imgsz, "batch_size": config.grad_batch_size
             }  # fmt: skip
-        _prune_in_place(detector, criterion(), config, gradients)
+        if group is not None:
+            plan: _Planner = lambda pruner, pairs: _single_plan(pruner, group, config, pairs)  # noqa: E731
+        else:
+            plan = lambda pruner, pairs: _global_plan(pruner, config, pairs, costs)  # noqa: E731
+        planned = _prune_in_place(detector, criterion(), config, gradients, plan)
     seconds = time.perf_counter() - start
     after_channels, after = detector.channels(), detector.count(imgsz)
     layers = [LayerChange(n, c, after_channels.get(n, 0)) for n, c in before_channels.items()]
-    return PruneReport(config, imgsz, before, after, seconds, layers)
+    return PruneReport(config, imgsz, before, after, seconds, layers, planned)
 
 
 def _prune_in_place(
-    detector: Detector, importance: Any, config: PruneConfig, gradients: dict[str, Any] | None
-) -> None:
-    import torch_pruning as tp
-
-    ratio, round_to, max_layer_ratio = config.ratio, config.round_to, config.max_layer_ratio
-
+    detector: Detector,
+    importance: Any,
+    config: PruneConfig,
+    gradients: dict[str, Any] | None,
+    plan: _Planner,
+) -> dict[str, int]:
+    """Prune ``detector``; the channels kept by each group a global plan pruned (by group name)."""
+    planned: dict[str, int] = {}
     with detector.prunable() as module:
         was_training = module.training
         grads = {p: p.requires_grad for p in module.parameters()}
@@ -119,39 +150,75 @@ def _prune_in_place(
                     batch_size=gradients["batch_size"],
                 )
             module.eval()  # tracing in train mode would update BatchNorm statistics
-            options = detector.graph_options()  # read inside the rewrites: they may name rewritten layers
-            pruner = tp.pruner.MetaPruner(
-                module,
-                detector.example_input(detector.trace_imgsz()),
-                importance=importance,
-                pruning_ratio=ratio if config.allocation == "uniform" else 0.0,
-                max_pruning_ratio=max_layer_ratio,
-                ignored_layers=detector.ignored_layers(),
-                round_to=round_to,
-                global_pruning=False,
-                **options,
-            )
+            pruner = _meta_pruner(detector, module, importance, config)
             if config.allocation == "uniform":
                 pruner.step()
             else:
-                plan = _global_plan(pruner, ratio, round_to, max_layer_ratio, detector.equal_widths())
-                for step in plan:
+                for step in plan(pruner, detector.equal_widths()):
                     group = pruner.DG.get_pruning_group(step.root, step.handler, step.indices())
                     if pruner.DG.check_pruning_group(group):
                         group.prune()
+                        planned[step.name] = step.keep
         finally:
             for p in module.parameters():
                 p.requires_grad_(grads.get(p, True))
                 g = old_grads.get(p)  # gradients were only for ranking; pruned tensors lose theirs
                 p.grad = g if g is not None and g.shape == p.shape else None
             module.train(was_training)
+    return planned
+
+
+def _meta_pruner(detector: Detector, module: Any, importance: Any, config: PruneConfig) -> Any:
+    """torch-pruning's pruner over ``module`` (inside ``detector.prunable()``)."""
+    import torch_pruning as tp
+
+    return tp.pruner.MetaPruner(
+        module,
+        detector.example_input(detector.trace_imgsz()),
+        importance=importance,
+        pruning_ratio=config.ratio if config.allocation == "uniform" else 0.0,
+        max_pruning_ratio=config.max_layer_ratio,
+        ignored_layers=detector.ignored_layers(),
+        round_to=config.round_to,
+        global_pruning=False,
+        **detector.graph_options(),  # read inside the rewrites: they may name rewritten layers
+    )
+
+
+def prunable_groups(detector: Detector, round_to: int = 1) -> list[tuple[str, int]]:
+    """(name, channels) of every group ``prune_detector(group=...)`` can prune: named by its root
+    layer inside ``detector.prunable()``, wider than ``round_to``; of two groups whose widths must
+    stay equal (the halves of a split block), only the first (pruning it prunes both)."""
+    config = PruneConfig(0.0, "l2", "global", round_to=round_to)
+    with detector.prunable() as module:
+        was_training = module.training
+        module.eval()
+        try:
+            pruner = _meta_pruner(detector, module, IMPORTANCE.get("l2")(), config)
+            plans = _group_plans(pruner, with_importance=False)
+            partner = _partners(plans, detector.equal_widths())
+        finally:
+            module.train(was_training)
+    out, seen = [], set()
+    for plan in plans:
+        if plan.name in seen or plan.channels <= round_to:
+            continue
+        seen.add(plan.name)
+        if plan.name in partner:
+            seen.add(partner[plan.name])
+        out.append((plan.name, plan.channels))
+    return out
 
 
 # --- global allocation ---------------------------------------------------------------------------
+_Planner = Callable[[Any, list[tuple[Any, Any]]], list["_GroupPlan"]]
+
+
 @dataclass
 class _GroupPlan:
     """One pruning group: its root layer, per-channel importance and how many channels it keeps."""
 
+    name: str  # the root layer's name in the pruned module
     root: Any
     handler: Any
     importance: Any  # 1-D tensor, one score per channel (per position, with channel groups)
@@ -187,34 +254,93 @@ def channel_groups(pruner: Any, group: Any) -> int:
     return max(counts)
 
 
-def _global_plan(
-    pruner: Any, ratio: float, round_to: int, max_layer_ratio: float, pairs: list[tuple[Any, Any]]
-) -> list[_GroupPlan]:
-    """How many channels each group keeps when the least important ``ratio`` of all channels go.
+def _group_plans(pruner: Any, with_importance: bool = True) -> list[_GroupPlan]:
+    """Every prunable group, keeping all its channels, with the criterion's scores (torch-pruning's
+    normalised scores, comparable across groups) computed on the unpruned model."""
+    import torch
 
-    Importance is computed for every group on the unpruned model (torch-pruning's normalised
-    scores, comparable across groups). Each group offers its lowest-ranked channels down to the
-    ``max_layer_ratio`` limit; the lowest of all offers are removed until ``ratio`` of all channels
-    are gone. Kept counts are then rounded to multiples of ``round_to`` (never below the limit,
-    never to zero), and the groups of each pair in ``pairs`` (the two halves of a split block) keep
-    the larger of their two counts, each half its own most important channels, so the halves can be
-    merged back into the stock block.
-    """
     DG = pruner.DG
+    names = {m: n for n, m in pruner.model.named_modules()}
     plans: list[_GroupPlan] = []
     for group in DG.get_all_groups(
         ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types
     ):
-        imp = pruner.estimate_importance(group)
-        if imp is None:
-            continue
+        root, handler = group[0].dep.target.module, group[0].dep.handler
+        if with_importance:
+            imp = pruner.estimate_importance(group)
+            if imp is None:
+                continue
+        else:
+            imp = torch.zeros(DG.get_out_channels(root))
         ch_groups = channel_groups(pruner, group)
         scores = imp.view(ch_groups, -1).mean(0) if ch_groups > 1 else imp
-        root, handler = group[0].dep.target.module, group[0].dep.handler
-        plan = _GroupPlan(root, handler, scores.detach().float().cpu(), ch_groups)
+        plan = _GroupPlan(names.get(root, str(root)), root, handler, scores.detach().float().cpu(), ch_groups)
         plan.layers = {dep.target.module for dep, _ in group if DG.is_out_channel_pruning_fn(dep.handler)}
         plan.keep = plan.channels
         plans.append(plan)
+    return plans
+
+
+def _partners(plans: list[_GroupPlan], pairs: list[tuple[Any, Any]]) -> dict[str, str]:
+    """Group name -> the group whose width must equal it."""
+    owner = {layer: plan for plan in plans for layer in plan.layers}
+    out: dict[str, str] = {}
+    for a, b in pairs:
+        pa, pb = owner.get(a), owner.get(b)
+        if pa is not None and pb is not None and pa is not pb:
+            out[pa.name], out[pb.name] = pb.name, pa.name
+    return out
+
+
+def _equalize_pairs(plans: list[_GroupPlan], pairs: list[tuple[Any, Any]], *, larger: bool = True) -> None:
+    """The groups of each pair (the two halves of a split block) keep the larger (or smaller) of
+    their two counts, each half its own most important channels, so the halves can be merged back
+    into the stock block."""
+    owner = {layer: plan for plan in plans for layer in plan.layers}
+    changed = True
+    while changed:  # pairs may chain through shared groups: repeat until every pair agrees
+        changed = False
+        for a, b in pairs:
+            pa, pb = owner.get(a), owner.get(b)
+            if pa is None or pb is None or pa is pb or pa.keep == pb.keep:
+                continue
+            keep = max(pa.keep, pb.keep) if larger else min(pa.keep, pb.keep)
+            for p in (pa, pb):
+                if p.keep != keep:
+                    p.keep = min(keep, p.channels)
+                    changed = True
+
+
+def _single_plan(
+    pruner: Any, name: str, config: PruneConfig, pairs: list[tuple[Any, Any]]
+) -> list[_GroupPlan]:
+    """Only group ``name`` (and its partner) loses ``config.ratio`` of its channels."""
+    plans = _group_plans(pruner)
+    chosen = [p for p in plans if p.name == name]
+    if not chosen:
+        raise EdgepruneError(f"no prunable group named {name!r}; see prunable_groups()")
+    plan = chosen[0]
+    plan.keep = _rounded_keep(
+        round(plan.channels * (1 - config.ratio)), plan.channels, plan.ch_groups, config.round_to, 0.999
+    )
+    _equalize_pairs(plans, pairs, larger=False)
+    return [p for p in plans if p.keep < p.channels]
+
+
+def _global_plan(
+    pruner: Any, config: PruneConfig, pairs: list[tuple[Any, Any]], costs: GroupCosts | None = None
+) -> list[_GroupPlan]:
+    """How many channels each group keeps when the least important ``ratio`` of all channels go.
+
+    Each group offers its lowest-ranked channels down to the ``max_layer_ratio`` limit, each offer
+    scored by the channel's importance, or with ``costs`` by the group's measured cost at the
+    width that removing it leaves; the lowest of all offers are removed until ``ratio`` of all
+    channels are gone. Kept counts are then rounded to multiples of ``round_to`` (never below the
+    limit, never to zero), and the groups of each pair in ``pairs`` keep the larger of their two
+    counts (``_equalize_pairs``).
+    """
+    ratio, round_to, max_layer_ratio = config.ratio, config.round_to, config.max_layer_ratio
+    plans = _group_plans(pruner)
     if not plans:
         return []
 
@@ -223,8 +349,14 @@ def _global_plan(
     for i, plan in enumerate(plans):
         positions = len(plan.importance)
         allowed = positions - max(1, math.ceil(positions * (1 - max_layer_ratio)))
-        ranked = plan.importance.sort().values[: max(allowed, 0)]
-        offers += [(float(score), i) for score in ranked]
+        if costs is None:
+            offers += [(float(score), i) for score in plan.importance.sort().values[: max(allowed, 0)]]
+            continue
+        for j in range(max(allowed, 0)):
+            score = costs.score(plan.name, plan.channels - (j + 1) * plan.ch_groups)
+            if score is None:
+                break
+            offers.append((score, i))
     offers.sort(key=lambda o: o[0])
     goal, removed = int(ratio * sum(p.channels for p in plans)), 0
     for _, i in offers:
@@ -235,20 +367,7 @@ def _global_plan(
 
     for plan in plans:
         plan.keep = _rounded_keep(plan.keep, plan.channels, plan.ch_groups, round_to, max_layer_ratio)
-
-    owner = {layer: plan for plan in plans for layer in plan.layers}
-    changed = True
-    while changed:  # pairs may chain through shared groups: repeat until every pair agrees
-        changed = False
-        for a, b in pairs:
-            pa, pb = owner.get(a), owner.get(b)
-            if pa is None or pb is None or pa is pb or pa.keep == pb.keep:
-                continue
-            keep = max(pa.keep, pb.keep)
-            for p in (pa, pb):
-                if p.keep != keep:
-                    p.keep = min(keep, p.channels)
-                    changed = True
+    _equalize_pairs(plans, pairs)
     return [p for p in plans if p.keep < p.channels]
 
 
