@@ -13,7 +13,8 @@ Ultralytics' other defaults); ``ultralytics`` is Ultralytics' own defaults (opti
 validation mAP is kept. ``--curve-epochs`` adds one longer run of the current recipe, to see
 where more epochs stop paying. Each arm's result is kept in ``--work`` and reused. Not run by CI.
 
-``ema-fast`` is the one arm Ultralytics has no argument for: its EMA ramps with a time constant of
+``seed-1`` is the current recipe with another seed (Ultralytics' default is 0): the spread of one
+seed, against which the arms' differences are read. ``ema-fast`` is the one arm Ultralytics has no argument for: its EMA ramps with a time constant of
 2000 updates, so over a short fine-tune (600 images, batch 16, 12 epochs: 456 updates) the EMA
 is nearly the live model. The arm gives the EMA a time constant of 100 updates.
 """
@@ -39,6 +40,8 @@ ARMS: dict[str, dict[str, Any]] = {
     "no-mosaic": {"close_mosaic": -1},  # -1: replaced by the epochs, mosaic closed from the start
     "mosaic-8": {"close_mosaic": -4},  # -4: the last 4 epochs without mosaic, 8 with it
     "ema-fast": {"ema_tau": 100},
+    "seed-1": {"seed": 1},  # the current recipe with another seed: how far one seed moves the result
+    "warmup-1+no-mosaic": {"warmup_epochs": 1.0, "close_mosaic": -1},
 }
 
 
