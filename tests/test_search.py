@@ -549,3 +549,27 @@ def test_depth_search_without_data_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "o").exists()
     with pytest.raises(OptionError, match="`actions` must name each of width, depth"):
         SearchConfig(speedup=2, actions=("width", "heads"))
+
+
+def test_a_probe_within_its_goal_is_not_dropped_when_the_baseline_is_timed_faster(tmp_path, tiny_data):
+    det = load_model("yolov8n.yaml", nc=6)
+    timings = [10.0]
+    holder = {}
+
+    def fn(d, name):
+        if "depth" in name:  # timed alongside the later probe, the baseline ran faster: the goal drops 3%
+            timings.append(9.4)
+        goal = holder["searcher"].goals.step(1) if "searcher" in holder else 10.0
+        return goal * (1.01 if "width" in name else 0.9)  # both within the 2% tolerance of their goal
+
+    config = SearchConfig(speedup=2, steps=1, actions=("width", "depth"), probes_per_step=1, bn_images=8)
+    scores = {"width": 1.0, "depth": 2.0}
+    s = BudgetSearcher(
+        det, config, FakeMeter(fn, timings), target=TARGET, out=tmp_path, data=tiny_data,
+        proxy=lambda d: scores["depth" if len(d.repeats()) < len(det.repeats()) else "width"], say=lambda _: None,
+    )  # fmt: skip
+    holder["searcher"] = s
+    s.begin()
+    best = s._probe(1)
+    assert [p.action for p in s.probes] == ["width", "depth"]
+    assert best.candidate.action == "width"  # within its own goal, and the better proxy
