@@ -141,3 +141,31 @@ def test_a_search_reads_its_analysis_and_prunes_analysed_groups(tmp_path, tiny_d
     analysed = {n.replace(".block.", ".").replace(".cv_a", ".cv1").replace(".cv_b", ".cv1").replace(".conv", "")
                 for n in names}  # fmt: skip
     assert any(c in analysed for c in changed)
+
+
+def test_an_interrupted_analysis_continues_where_it_stopped(tmp_path, tiny_data):
+    det = load_model("yolov8n.yaml", nc=6)
+    names = [n for n, _ in prunable_groups(det, 8)][:3]
+    calls = []
+
+    def dies_on_the_second_group(d, name):
+        calls.append(name)
+        if name.startswith(names[1]):
+            raise KeyboardInterrupt
+        return macs_meter(d, name)
+
+    with pytest.raises(KeyboardInterrupt):
+        analyze("yolov8n.yaml", TARGET, data=tiny_data, ratios=(0.5,), groups=names, out=tmp_path,
+                meter=dies_on_the_second_group, say=lambda _: None)  # fmt: skip
+    partial = tmp_path / "analysis" / "partial.json"
+    assert [g.name for g in Analysis.load(partial).groups] == names[:1] and not (
+        tmp_path / "analysis.json"
+    ).exists()
+    calls.clear()
+    lines = []
+    counted = lambda d, name: calls.append(name) or macs_meter(d, name)  # noqa: E731
+    analysis = analyze("yolov8n.yaml", TARGET, data=tiny_data, ratios=(0.5,), groups=names, out=tmp_path,
+                       meter=counted, say=lines.append)  # fmt: skip
+    assert [g.name for g in analysis.groups] == names and "resuming after 1 groups" in lines[0]
+    assert not any(c.startswith(names[0]) for c in calls)  # the finished group is not measured again
+    assert not partial.exists() and (tmp_path / "analysis.json").is_file()

@@ -354,7 +354,9 @@ def analyze(
     """Measure each prunable group's sensitivity: pruned alone at each of ``ratios`` (default
     ``RATIOS``), the accuracy proxy's rise (and mAP50-95 with ``with_map``) and the latency saved
     on the target's runtime, timed against the baseline as the budget search times. Writes
-    OUT/analysis.json, which ``prune_to_budget(..., sensitivity=...)`` ranks groups by.
+    OUT/analysis.json, which ``prune_to_budget(..., sensitivity=...)`` ranks groups by. The
+    groups done so far are kept in OUT/analysis/partial.json: run it again after an interruption
+    and it continues.
 
     Args:
         model: checkpoint path or model config.
@@ -384,18 +386,13 @@ def analyze(
         t, out / "analysis" / "probes", meter=meter, calib=calib or data, calib_images=d.calib_images, rounds=d.rounds,
         iterations=d.iterations, warmup=d.warmup,
     )  # fmt: skip
+    partial = out / "analysis" / "partial.json"  # an interrupted analysis continues from it
     analysis = measure_groups(
-        detector,
-        t,
-        latency,
-        data,
-        ratios=ratios,
-        importance=criterion,
-        with_map=with_map,
-        groups=groups,
-        say=say,
-    )
+        detector, t, latency, data, ratios=ratios, importance=criterion, with_map=with_map, groups=groups,
+        partial=partial, say=say,
+    )  # fmt: skip
     analysis.save(out / "analysis.json")
+    partial.unlink(missing_ok=True)
     return analysis
 
 

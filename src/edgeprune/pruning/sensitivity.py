@@ -169,6 +169,7 @@ def analyze(
     importance: str = "taylor",
     with_map: bool = False,
     groups: Sequence[str] | None = None,
+    partial: str | Path | None = None,
     say: Callable[[str], None] = print,
 ) -> Analysis:
     """Prune each group of ``detector`` alone at each of ``ratios`` and measure what it costs and saves.
@@ -182,6 +183,9 @@ def analyze(
         importance: which channels of a group go first.
         with_map: also measure mAP50-95 of every candidate (slower), and how well the proxy agrees.
         groups: only these groups (names from ``prunable_groups``); default all.
+        partial: the analysis so far is written here after every group; an interrupted analysis
+            with the same model and settings continues from it (the baseline is timed again: it
+            is the meter's reference).
         say: where progress lines go.
     """
     if not ratios or any(not 0 < r < 1 for r in ratios):
@@ -194,17 +198,33 @@ def analyze(
         if unknown:
             raise EdgepruneError(f"no prunable group named {', '.join(unknown)}")
         found = [(n, c) for n, c in found if n in set(groups)]
+
+    def record(done: list[GroupSensitivity]) -> Analysis:
+        return Analysis(
+            str(detector.source), target.name, target.runtime, target.precision, imgsz, round_to, importance,
+            list(ratios), baseline, done, round(time.perf_counter() - start, 1),
+        )  # fmt: skip
+
     baseline_ms = meter.measure(detector.clone(), "baseline")
-    base_loss = accuracy_proxy(detector, data, imgsz, bn_images=PROXY_BN_IMAGES)
-    baseline: dict[str, Any] = {**detector.count(imgsz), "measured_ms": baseline_ms, "proxy_loss": base_loss}
-    if with_map:
-        baseline["map50_95"] = detector.evaluate(data, imgsz=imgsz)["map50_95"]
+    earlier = _resumable(partial, detector, target, importance, ratios, with_map)
+    if earlier is not None:
+        baseline, out = earlier.baseline, list(earlier.groups)
+        say(f"resuming after {len(out)} groups ({partial}); baseline timed again: {baseline_ms:.2f} ms")
+    else:
+        base_loss = accuracy_proxy(detector, data, imgsz, bn_images=PROXY_BN_IMAGES)
+        baseline = {**detector.count(imgsz), "measured_ms": baseline_ms, "proxy_loss": base_loss}
+        if with_map:
+            baseline["map50_95"] = detector.evaluate(data, imgsz=imgsz)["map50_95"]
+        out = []
+    base_loss = baseline["proxy_loss"]
     say(
         f"baseline: {baseline_ms:.2f} ms, proxy loss {base_loss:.3f}; {len(found)} groups x {len(ratios)} ratios "
         f"to measure on {target.runtime} {target.precision}"
     )
-    out: list[GroupSensitivity] = []
+    done = {g.name for g in out}
     for i, (name, channels) in enumerate(found, 1):
+        if name in done:
+            continue
         g = GroupSensitivity(name, channels)
         for ratio in ratios:
             cand = detector.clone()
@@ -222,15 +242,41 @@ def analyze(
                 Point(ratio, kept, report.after["macs"], ms, reference - ms, loss, loss - base_loss, mAP)
             )
         out.append(g)
+        if partial is not None:
+            record(out).save(partial)
         pts = ", ".join(f"{p.ratio:.0%}: {-p.saved_ms:+.3f} ms, {p.delta_loss:+.3f} loss" for p in g.points)
         say(f"  [{i}/{len(found)}] {name} ({channels} ch): {pts}")
-    analysis = Analysis(
-        str(detector.source), target.name, target.runtime, target.precision, imgsz, round_to, importance,
-        list(ratios), baseline, out, round(time.perf_counter() - start, 1),
-    )  # fmt: skip
+    keep = {n for n, _ in found}
+    analysis = record([g for g in out if g.name in keep])
     if with_map:
         analysis.agreement = _agreement(analysis)
     return analysis
+
+
+def _resumable(
+    partial: str | Path | None,
+    detector: Detector,
+    target: Target,
+    importance: str,
+    ratios: Sequence[float],
+    with_map: bool,
+) -> Analysis | None:
+    """The interrupted analysis at ``partial``, if it was made with the same model and settings."""
+    if partial is None or not Path(partial).is_file():
+        return None
+    try:
+        earlier = Analysis.load(partial)
+    except EdgepruneError:
+        return None  # unreadable (another version): started afresh and overwritten
+    same = (
+        earlier.model == str(detector.source)
+        and (earlier.runtime, earlier.precision, earlier.imgsz, earlier.round_to)
+        == (target.runtime, target.precision, target.imgsz, target.round_to)
+        and earlier.importance == importance
+        and list(earlier.ratios) == list(ratios)
+        and ("map50_95" in earlier.baseline) == with_map
+    )
+    return earlier if same else None
 
 
 def _agreement(analysis: Analysis) -> dict[str, Any]:
