@@ -22,7 +22,6 @@ is nearly the live model. The arm gives the EMA a time constant of 100 updates.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from collections.abc import Iterator
@@ -66,11 +65,6 @@ def _ema_tau(tau: int | None) -> Iterator[None]:
         trainer_module.ModelEMA = original
 
 
-def _curve(results_csv: Path) -> list[float]:
-    with results_csv.open() as f:
-        return [round(float(r["metrics/mAP50-95(B)"]), 5) for r in csv.DictReader(f, skipinitialspace=True)]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -84,6 +78,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("bench-finetune"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+
+    from hard_preset import validation_curve  # this folder's script: the same results.csv reading
 
     from edgeprune.models import load_model
     from edgeprune.pruning.options import FINETUNE_RECIPE
@@ -120,9 +116,10 @@ def main() -> None:
                 )  # fmt: skip
             seconds = round(time.perf_counter() - t0, 1)
             got = det.evaluate(args.data, imgsz=imgsz)
+            curve = [round(v, 5) for v in validation_curve(work / "runs" / name / "results.csv")]
             row = {
                 "arm": arm, "epochs": epochs, "change": ARMS[arm], "recipe": recipe, **got,
-                "train_seconds": seconds, "map50_95_by_epoch": _curve(work / "runs" / name / "results.csv"),
+                "train_seconds": seconds, "map50_95_by_epoch": curve,
             }  # fmt: skip
             record.write_text(json.dumps(row, indent=2) + "\n")
             rows.append(row)

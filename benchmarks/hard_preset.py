@@ -83,7 +83,7 @@ def main() -> None:
             record.write_text(json.dumps({"settings": settings, "seconds": seconds}))
         metrics = det.evaluate(data, imgsz=imgsz, batch=16)
         counts = det.count(imgsz)
-        curve = _curve(work / name / "runs" / "baseline" / "results.csv")
+        curve = validation_curve(work / name / "runs" / "baseline" / "results.csv")
         rows.append(
             {"model": name, **counts, **metrics, "train_seconds": seconds, "map50_95_by_epoch": curve}
         )
@@ -105,7 +105,7 @@ def main() -> None:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
 
 
-def _curve(results_csv: Path) -> list[float]:
+def validation_curve(results_csv: Path) -> list[float]:
     """Validation mAP50-95 after every epoch, from Ultralytics' results.csv (empty if absent)."""
     if not results_csv.is_file():
         return []

@@ -25,6 +25,28 @@ def tiny_data(tmp_path_factory) -> Path:
     return make_synthetic_dataset(tmp_path_factory.mktemp("synth"), n_train=16, n_val=8, imgsz=64, seed=3)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one intra-op thread for a module's tests: tiny inputs gain nothing from threads, and on
+    a busy machine the thread pool's spin-waits cost more than the work (a 64 px forward went from
+    1 s to 0.03 s)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def predictions(det, x):
+    """A detector's decoded predictions on ``x`` in eval mode (Segment returns ``(predictions, protos)``)."""
+    import torch
+
+    with torch.no_grad():
+        y = det.inference_module().eval()(x)
+    return y[0] if isinstance(y, (tuple, list)) else y
+
+
 def run_cli(
     *args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:

@@ -12,19 +12,9 @@ from edgeprune.models import load_model  # noqa: E402
 from edgeprune.pruning.actions import DepthAction  # noqa: E402
 from edgeprune.pruning.options import SearchConfig  # noqa: E402
 
+from conftest import predictions  # noqa: E402
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _out(det, x):
-    with torch.no_grad():
-        y = det.inference_module().eval()(x)
-    return y[0] if isinstance(y, (tuple, list)) else y
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _make_identity(bottleneck):
@@ -44,12 +34,12 @@ def test_removing_a_middle_c2f_unit_cuts_its_slice_of_the_last_conv():
     with torch.no_grad():  # the unit's part of the concatenation [a, b, m0, m1] is read by nothing
         block.cv2.conv.weight[:, 2 * c : 3 * c] = 0
     x = torch.rand(1, 3, 64, 64)
-    ref = _out(det, x)
+    ref = predictions(det, x)
     unit = next(u for u in det.repeats() if u.name == "model.4.m.0")
     assert (unit.kind, unit.block) == ("concatenated", "C2f")
     det.remove_repeats([unit])
     assert len(block.m) == 1 and block.cv2.conv.in_channels == 3 * c
-    assert torch.allclose(_out(det, x), ref, atol=1e-5, rtol=0)
+    assert torch.allclose(predictions(det, x), ref, atol=1e-5, rtol=0)
 
 
 def test_removing_a_sequential_unit_lets_the_next_read_its_input():
@@ -59,10 +49,10 @@ def test_removing_a_sequential_unit_lets_the_next_read_its_input():
     assert len(block.m) == 2
     _make_identity(block.m[1])
     x = torch.rand(1, 3, 64, 64)
-    ref = _out(det, x)
+    ref = predictions(det, x)
     det.remove_repeats([u for u in det.repeats() if u.name == "model.4.m.1"])
     assert len(block.m) == 1
-    assert torch.allclose(_out(det, x), ref, atol=1e-5, rtol=0)
+    assert torch.allclose(predictions(det, x), ref, atol=1e-5, rtol=0)
 
 
 def test_units_that_change_the_shape_are_not_offered():
@@ -82,7 +72,7 @@ def test_a_unit_inside_a_removed_unit_goes_with_it():
     outer = next(n for n, u in units.items() if u.block == "C3k2" and f"{n}.m.0" in units)
     det.remove_repeats([units[outer], units[f"{outer}.m.0"]])  # the C3k and one of its Bottlenecks
     assert outer not in {u.name for u in det.repeats()}
-    _out(det, torch.rand(1, 3, 64, 64))
+    predictions(det, torch.rand(1, 3, 64, 64))
 
 
 def test_depth_action_removes_the_cheapest_share_of_repeats(tiny_data):

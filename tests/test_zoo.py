@@ -18,6 +18,8 @@ from edgeprune.models import load_model  # noqa: E402
 from edgeprune.models.ultralytics_blocks import HalvesSplit, OpaqueAttention, Rewrites  # noqa: E402
 from edgeprune.pruning import PruneConfig, prune_detector  # noqa: E402
 
+from conftest import predictions  # noqa: E402
+
 # config -> the stock blocks rewritten into prunable forms (class name: count)
 REWRITTEN = {
     "yolov3-tiny.yaml": {},
@@ -38,21 +40,7 @@ SLOW_TASKS = ["yolo26n-seg.yaml", "yolo26n-pose.yaml", "yolo26n-obb.yaml", "yolo
 SIZES = (64, 96)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny inputs gain nothing from intra-op threads, and on a busy machine the thread pool's
-    spin-waits cost more than the work (a 64 px forward went from 1 s to 0.03 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _predictions(det, x):
-    """The decoded predictions (Segment returns ``(predictions, protos)``)."""
-    with torch.no_grad():
-        y = det.inference_module().eval()(x)
-    return y[0] if isinstance(y, (tuple, list)) else y
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _build(cfg):
@@ -63,7 +51,7 @@ def _build(cfg):
 def _check_pruned_family(cfg, tmp_path, min_macs_cut=0.3, depth=False):
     det = _build(cfg)
     xs = {s: torch.rand(1, 3, s, s) for s in SIZES}
-    before = {s: _predictions(det, x).shape for s, x in xs.items()}
+    before = {s: predictions(det, x).shape for s, x in xs.items()}
 
     if depth:  # every other repeat first, then widths on what is left
         units = det.repeats()
@@ -75,7 +63,7 @@ def _check_pruned_family(cfg, tmp_path, min_macs_cut=0.3, depth=False):
     model = det.module
     assert not any(isinstance(m, (HalvesSplit, OpaqueAttention)) for m in model.modules())
     for s, x in xs.items():
-        assert _predictions(det, x).shape == before[s], f"{cfg} output shape changed at {s}px"
+        assert predictions(det, x).shape == before[s], f"{cfg} output shape changed at {s}px"
     assert report.after["macs"] <= (1 - min_macs_cut) * report.before["macs"], (
         cfg,
         report.before,
@@ -91,7 +79,7 @@ def _check_pruned_family(cfg, tmp_path, min_macs_cut=0.3, depth=False):
     if getattr(head, "one2one_cv2", None) is not None:  # the end-to-end (NMS-free) path
         head.end2end = True
         try:
-            out = _predictions(det, xs[64])
+            out = predictions(det, xs[64])
             assert out.shape[:2] == (1, min(head.max_det, before[64][-1]))
         finally:
             head.end2end = False
@@ -104,7 +92,7 @@ def _check_pruned_family(cfg, tmp_path, min_macs_cut=0.3, depth=False):
         y = reloaded(xs[96])
     y = y[0] if isinstance(y, (tuple, list)) else y
     y = y[0] if isinstance(y, (tuple, list)) else y
-    assert torch.allclose(y, _predictions(det, xs[96]), atol=1e-4)
+    assert torch.allclose(y, predictions(det, xs[96]), atol=1e-4)
     return det, report
 
 
@@ -113,20 +101,20 @@ def _check_pruned_family(cfg, tmp_path, min_macs_cut=0.3, depth=False):
 def test_rewrites_are_exact(cfg):
     det = _build(cfg)
     x = torch.rand(1, 3, 96, 96)
-    ref = _predictions(det, x)
+    ref = predictions(det, x)
     with det.prunable():
         assert det._rewrites.summary() == REWRITTEN[cfg]
-        assert torch.allclose(_predictions(det, x), ref, atol=1e-5, rtol=0)
-    assert torch.equal(_predictions(det, x), ref)  # merged back: the very same stock blocks
+        assert torch.allclose(predictions(det, x), ref, atol=1e-5, rtol=0)
+    assert torch.equal(predictions(det, x), ref)  # merged back: the very same stock blocks
 
 
 def test_ratio_zero_changes_nothing():
     det = _build("yolo11n.yaml")
     x = torch.rand(1, 3, 96, 96)
-    ref = _predictions(det, x)
+    ref = predictions(det, x)
     report = prune_detector(det, PruneConfig(ratio=0.0), imgsz=64)
     assert report.before == report.after
-    assert torch.equal(_predictions(det, x), ref)
+    assert torch.equal(predictions(det, x), ref)
 
 
 # --- every family prunes ---------------------------------------------------------------------
@@ -166,10 +154,10 @@ def test_rtdetr_prunes_with_encoder_and_decoder_whole(tmp_path):
     """RT-DETR: backbone and neck pruned; AIFI (encoder) and the transformer decoder kept whole."""
     det = _build("rtdetr-l.yaml")
     x = torch.rand(1, 3, 64, 64)
-    ref = _predictions(det, x)
+    ref = predictions(det, x)
     with det.prunable():
         assert det._rewrites.summary() == {"AIFI": 1}
-        assert torch.allclose(_predictions(det, x), ref, atol=1e-5, rtol=0)
+        assert torch.allclose(predictions(det, x), ref, atol=1e-5, rtol=0)
     head = det.module.model[-1]
     decoder = {n: p.shape for n, p in head.named_parameters() if not n.startswith("input_proj")}
     det, report = _check_pruned_family("rtdetr-l.yaml", tmp_path, min_macs_cut=0.25)
@@ -181,11 +169,11 @@ def test_rtdetr_prunes_with_encoder_and_decoder_whole(tmp_path):
 def test_cblinear_rewrite_is_exact():
     det = _build("yolov9e.yaml")
     x = torch.rand(1, 3, 64, 64)
-    ref = _predictions(det, x)
+    ref = predictions(det, x)
     with det.prunable():
         assert det._rewrites.summary()["CBLinear"] == 5
-        assert torch.allclose(_predictions(det, x), ref, atol=1e-5, rtol=0)
-    assert torch.equal(_predictions(det, x), ref)
+        assert torch.allclose(predictions(det, x), ref, atol=1e-5, rtol=0)
+    assert torch.equal(predictions(det, x), ref)
 
 
 # --- attention: what is pruned and what is kept whole ----------------------------------------
@@ -252,7 +240,7 @@ def test_pruned_checkpoint_loads_in_fresh_process(cfg, tmp_path):
     det.remove_repeats(det.repeats()[::2])  # depth too
     prune_detector(det, PruneConfig(ratio=0.5, round_to=8), imgsz=64)
     x = torch.rand(1, 3, 64, 64)
-    torch.save((x, _predictions(det, x)), tmp_path / "xy.pt")
+    torch.save((x, predictions(det, x)), tmp_path / "xy.pt")
     ckpt = det.save(tmp_path / "pruned.pt")
     code = f"""
 import os, sys, torch

@@ -276,8 +276,7 @@ def _check_budget_search(config: SearchConfig, data: str | Path | None, *, auto_
     _check_tuning(data, config.final_epochs + config.step_epochs)
     if config.distill and data is None:
         raise OptionError("`distill` fine-tunes: it needs `data` and `epochs`")
-    if "depth" in config.actions and data is None:
-        raise OptionError("`actions` depth ranks repeats by their cost in accuracy: it needs `data`")
+    config.check_data(data)
     if config.margin == "auto" and not auto_ok:
         raise OptionError(
             "`margin` auto reads the machine's spread from the baseline timed again in every round of the "
@@ -372,11 +371,7 @@ def analyze(
     from edgeprune.pruning.sensitivity import analyze as measure_groups
 
     t = resolve_target(target, imgsz=imgsz)
-    ratios = tuple(RATIOS if ratios is None else ratios)
-    if not ratios or any(not 0 < r < 1 for r in ratios):
-        raise OptionError(
-            f"`ratios` must be fractions in (0, 1), got {', '.join(map(str, ratios)) or 'none'}"
-        )
+    ratios = tuple(RATIOS if ratios is None else ratios)  # checked by measure_groups, before any work
     criterion = importance or search_importance(data)
     PruneConfig(0.0, criterion, "global").check_data(data)
     detector = _load(model, data, trust_checkpoint)

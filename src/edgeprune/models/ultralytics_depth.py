@@ -78,19 +78,18 @@ def _owner(model: nn.Module, chain: str) -> nn.Module:
     return model.get_submodule(parent) if parent not in ("", "m") else model
 
 
-def repeats(model: nn.Module, example: torch.Tensor) -> list[Repeat]:
-    """Every removable unit of ``model``: units whose output has their input's shape on ``example``."""
+def _traced_shapes(
+    model: nn.Module, units: Iterable[nn.Module], example: torch.Tensor
+) -> dict[nn.Module, tuple[torch.Size, torch.Size]]:
+    """(input shape, output shape) of each of ``units`` in one eval-mode pass of ``example``;
+    the model's mode is restored."""
     shapes: dict[nn.Module, tuple[torch.Size, torch.Size]] = {}
-    found: list[tuple[str, nn.Module, str, int, nn.Module]] = []
-    for chain, container, kind in _chains(model):
-        for i, unit in enumerate(container):
-            found.append((chain, container, kind, i, unit))
 
     def hook(module: nn.Module, args: tuple, output: object) -> None:
         if args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor):
             shapes.setdefault(module, (args[0].shape, output.shape))
 
-    handles = [unit.register_forward_hook(hook) for *_, unit in found]
+    handles = [unit.register_forward_hook(hook) for unit in units]
     was_training = model.training
     try:
         model.eval()
@@ -100,8 +99,19 @@ def repeats(model: nn.Module, example: torch.Tensor) -> list[Repeat]:
         model.train(was_training)
         for h in handles:
             h.remove()
+    return shapes
+
+
+def repeats(model: nn.Module, example: torch.Tensor) -> list[Repeat]:
+    """Every removable unit of ``model``: units whose output has their input's shape on ``example``."""
+    found = [
+        (chain, kind, i, unit)
+        for chain, container, kind in _chains(model)
+        for i, unit in enumerate(container)
+    ]
+    shapes = _traced_shapes(model, [unit for *_, unit in found], example)
     out = []
-    for chain, _, kind, i, unit in found:
+    for chain, kind, i, unit in found:
         seen = shapes.get(unit)
         if seen is not None and seen[0] == seen[1]:
             out.append(Repeat(chain, i, kind, type(_owner(model, chain)).__name__))
@@ -136,31 +146,14 @@ def remove_repeats(model: nn.Module, units: Iterable[Repeat], example: torch.Ten
 
 def _output_widths(model: nn.Module, units: list[Repeat], example: torch.Tensor) -> dict[str, list[int]]:
     """Output channels of every unit of each concatenated chain among ``units``."""
-    chains = {u.chain for u in units if u.kind == "concatenated"}
-    widths: dict[str, list[int]] = {}
-    handles = []
-    for chain in chains:
-        container = model.get_submodule(chain)
-        widths[chain] = [0] * len(container)
-        for i, unit in enumerate(container):
-
-            def hook(
-                module: nn.Module, args: tuple, output: torch.Tensor, c: str = chain, j: int = i
-            ) -> None:
-                widths[c][j] = int(output.shape[1])
-
-            handles.append(unit.register_forward_hook(hook))
-    if chains:
-        was_training = model.training
-        try:
-            model.eval()
-            with torch.no_grad():
-                model(example)
-        finally:
-            model.train(was_training)
-            for h in handles:
-                h.remove()
-    return widths
+    chains = {u.chain: list(model.get_submodule(u.chain)) for u in units if u.kind == "concatenated"}
+    if not chains:
+        return {}
+    shapes = _traced_shapes(model, [unit for members in chains.values() for unit in members], example)
+    return {
+        chain: [int(shapes[unit][1][1]) if unit in shapes else 0 for unit in members]
+        for chain, members in chains.items()
+    }
 
 
 def _concat_slices(

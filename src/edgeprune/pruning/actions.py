@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from edgeprune.errors import OptionError
 from edgeprune.models.base import Detector
 from edgeprune.pruning.options import SEARCH_ACTION_NAMES, PruneConfig, SearchConfig
 from edgeprune.pruning.pruner import prune_detector
@@ -126,8 +125,7 @@ class DepthAction(SearchAction):
 
     def __init__(self, config: SearchConfig, *, round_to: int, imgsz: int, data: str | Path | None):
         super().__init__(config, round_to=round_to, imgsz=imgsz, data=data)
-        if data is None:
-            raise OptionError("`actions` depth ranks repeats by their cost in accuracy: it needs `data`")
+        config.check_data(data, actions=(self.name,))  # also when built outside a search of its config
         self._ranked: tuple[Detector, list[Any]] | None = None
 
     @property

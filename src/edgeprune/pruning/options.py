@@ -212,6 +212,12 @@ class SearchConfig:
                 f"`distill` must be one of {', '.join(DISTILL_MODES)} (or true), got {self.distill!r}"
             )
 
+    def check_data(self, data: str | Path | None, actions: tuple[str, ...] | None = None) -> None:
+        """Raise ``OptionError`` when one of ``actions`` (default: the config's) needs a dataset and
+        ``data`` is None."""
+        if "depth" in (self.actions if actions is None else actions) and data is None:
+            raise OptionError("`actions` depth ranks repeats by their cost in accuracy: it needs `data`")
+
     @property
     def distill_mode(self) -> str | None:
         """The distillation mode, or None for none."""

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeprune.errors import EdgepruneError
+from edgeprune.errors import EdgepruneError, OptionError
 from edgeprune.models.base import Detector
 from edgeprune.profiling.meters import LatencyMeter
 from edgeprune.pruning.actions import PROXY_BN_IMAGES, accuracy_proxy
@@ -120,9 +120,7 @@ class Analysis:
 
     # --- persistence -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("_index", None)
-        return out
+        return asdict(self)  # fields only: the name index is not one
 
     def save(self, path: str | Path) -> Path:
         """Write ``analysis.json`` (atomically: a kill leaves the old file or none)."""
@@ -189,7 +187,9 @@ def analyze(
         say: where progress lines go.
     """
     if not ratios or any(not 0 < r < 1 for r in ratios):
-        raise EdgepruneError(f"`ratios` must be fractions in (0, 1), got {list(ratios)}")
+        raise OptionError(
+            f"`ratios` must be fractions in (0, 1), got {', '.join(map(str, ratios)) or 'none'}"
+        )
     start = time.perf_counter()
     imgsz, round_to = target.imgsz, target.round_to
     found = prunable_groups(detector, round_to)
