@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/distill_ablation.py --teacher bench-hard/yolov8s.pt \
         --data bench-hard/data/data.yaml [--speedup 2] [--epochs 12] [--modes none,feature,output,both]
-        [--work bench-distill] [--json benchmarks/results/distill_ablation.json]
+        [--kd-teacher yolov8s-ft12.pt] [--work bench-distill] [--json benchmarks/results/distill_ablation.json]
 
 1. The teacher (a trained checkpoint, e.g. ``hard_preset.py``'s YOLOv8s) is pruned once by the
    budget search to ``--speedup`` times its speed on ``cpu-ort-fp32`` (1 thread, the data's image
@@ -10,6 +10,12 @@
 2. That same pruned model is fine-tuned ``--epochs`` epochs once per mode (``none`` or a
    ``DISTILL_MODES`` mode) with the settings the search uses, and validated with Ultralytics'
    validator. Only the distillation differs between rows. Not run by CI.
+
+A mode ``output-VARIANT`` is output distillation with the weights or temperature of
+``KD_VARIANTS``. ``--kd-teacher`` distils from another checkpoint (e.g. ``hard_benchmark.py``'s
+``baseline-ft``: the teacher trained as many more epochs as the student gets) while the student
+stays the one pruned from ``--teacher``; its rows are named ``MODE@STEM``. Each row is kept in
+``--work/rows`` and reused.
 """
 
 from __future__ import annotations
@@ -19,6 +25,14 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
+
+# output distillation's weights and temperature per arm (``output`` is ``OutputDistillation()``)
+KD_VARIANTS: dict[str, dict[str, float]] = {
+    "output-w0.25": {"cls_weight": 0.25, "box_weight": 0.25},
+    "output-t1": {"temperature": 1.0},
+    "output-cls": {"box_weight": 0.0},
+    "output-box": {"cls_weight": 0.0},
+}
 
 
 def main() -> None:
@@ -30,9 +44,14 @@ def main() -> None:
     parser.add_argument("--speedup", type=float, default=2.0)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--modes", default="none,feature,output,both")
+    parser.add_argument("--kd-teacher", type=Path)
     parser.add_argument("--work", type=Path, default=Path("bench-distill"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    known = {"none", "feature", "output", "both", *KD_VARIANTS}
+    unknown = sorted(set(args.modes.split(",")) - known)
+    if unknown:
+        parser.error(f"unknown modes {unknown}; known: {', '.join(sorted(known))}")
 
     from edgeprune.api import prune_to_budget, resolve_target
     from edgeprune.models import load_model
@@ -59,20 +78,45 @@ def main() -> None:
     teacher.save(teacher_file, {"role": "distillation teacher"})
     print(f"teacher {teacher_map:.4f}; pruned before fine-tuning {before:.4f}", flush=True)
 
+    kd_teacher_file = teacher_file
+    tag = ""
+    if args.kd_teacher is not None:  # a stronger teacher for the same pruned student
+        kd_teacher = load_model(args.kd_teacher)
+        kd_teacher_map = kd_teacher.evaluate(args.data, imgsz=imgsz)["map50_95"]
+        kd_teacher_file = work / f"teacher-{args.kd_teacher.stem}.pt"
+        kd_teacher.save(kd_teacher_file, {"role": "distillation teacher"})
+        tag = f"@{args.kd_teacher.stem}"
+        print(f"distillation teacher {args.kd_teacher}: {kd_teacher_map:.4f}", flush=True)
     rows = []
-    for mode in args.modes.split(","):
+    for arm in args.modes.split(","):
+        mode = arm.split("-")[0]
+        name = arm if mode == "none" else f"{arm}{tag}"
+        record = work / "rows" / f"{name}.json"
+        if record.is_file():
+            rows.append(json.loads(record.read_text()))
+            print(f"{name}: reused {rows[-1]['map50_95']:.4f}", flush=True)
+            continue
         det = load_model(pruned_ckpt)
-        extra = trainer_overrides(None if mode == "none" else mode, teacher_file)
+        extra = trainer_overrides(None if mode == "none" else mode, kd_teacher_file)
+        kd = None
+        if "output_distill" in extra:
+            kd = extra["output_distill"] = OutputDistillation(**KD_VARIANTS.get(arm, {}))
         t0 = time.perf_counter()
         det.train(
-            args.data, epochs=args.epochs, imgsz=imgsz, batch=16, out_dir=work / "runs", name=mode,
-            progress=lambda line, m=mode: print(f"  {m}: {line.strip()}", flush=True), **FINETUNE_RECIPE, **extra,
+            args.data, epochs=args.epochs, imgsz=imgsz, batch=16, out_dir=work / "runs", name=name,
+            progress=lambda line, m=name: print(f"  {m}: {line.strip()}", flush=True), **FINETUNE_RECIPE, **extra,
         )  # fmt: skip
         seconds = round(time.perf_counter() - t0, 1)
         got = det.evaluate(args.data, imgsz=imgsz)
-        rows.append({"mode": mode, **got, "train_seconds": seconds})
+        row = {
+            "mode": name, "distill": mode, "kd_teacher": None if mode == "none" else str(kd_teacher_file),
+            "output_distillation": None if kd is None else asdict(kd), **got, "train_seconds": seconds,
+        }  # fmt: skip
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(row, indent=2) + "\n")
+        rows.append(row)
         kept = f" ({got['map50_95'] / teacher_map:.1%} of the teacher)" if teacher_map else ""
-        print(f"{mode}: mAP50-95 {got['map50_95']:.4f}{kept}", flush=True)
+        print(f"{name}: mAP50-95 {got['map50_95']:.4f}{kept}", flush=True)
     none = next((r["map50_95"] for r in rows if r["mode"] == "none"), None)
     for r in rows:
         r["vs_none_points"] = (r["map50_95"] - none) * 100 if none is not None else None
@@ -84,7 +128,7 @@ def main() -> None:
             "params": search["result"]["params"], "macs": search["result"]["macs"],
             "teacher_params": search["baseline"]["params"], "teacher_macs": search["baseline"]["macs"],
             "search_verdict": search["verdict"], "training": FINETUNE_RECIPE, "rows": rows,
-            "output_distillation": asdict(OutputDistillation()),
+            "output_distillation": asdict(OutputDistillation()), "kd_teacher": str(kd_teacher_file),
         }  # fmt: skip
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2) + "\n")

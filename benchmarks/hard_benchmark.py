@@ -2,16 +2,21 @@
 
     .venv/bin/python benchmarks/hard_benchmark.py --baseline bench-hard/yolov8s.pt \
         --small bench-hard/yolov8n.pt --data bench-hard/data/data.yaml [--epochs 12]
-        [--arms a,a-depth,c,a@c,b,a-kd,a-sens,int8] [--analysis analysis.json]
+        [--arms baseline-ft,a,a-depth,c,a@c,b,a-kd,a-native,a-sens,int8] [--analysis analysis.json]
         [--work bench-hard-arms] [--json benchmarks/results/hard_benchmark.json]
 
 ``--baseline`` and ``--small`` are ``hard_preset.py``'s YOLOv8s and YOLOv8n (trained alike from
 scratch). Timing: ``cpu-ort-fp32`` at the data's image size, 1 thread. Arms (each fine-tuned
 ``--epochs`` epochs with the product's recipe, ``FINETUNE_RECIPE``):
 
+- ``baseline-ft``: the baseline itself fine-tuned ``--epochs`` more, as every other arm is: (a)'s
+  accuracy kept is also read against it, since a baseline that has not converged would flatter
+  the pruned arms (they get epochs it did not);
 - ``a``: ``prune_to_budget`` at 2x the baseline's speed (3 steps, widths, Taylor ranking);
 - ``a-depth``: the same with ``actions=("width", "depth")``;
 - ``a-kd``: the same as ``a`` with the default distillation (``distill=True``);
+- ``a-native``: the same as ``a`` in native mode (``native=True``: widths Ultralytics' config can
+  say, so the result retrains with plain Ultralytics): what the constraints cost;
 - ``a-sens``: the same as ``a`` ranking groups by ``--analysis`` (``edgeprune analyze``; made in
   ``--work`` when not given);
 - ``b``: uniform L2 pruning at the ratio whose measured latency meets (a)'s budget;
@@ -110,6 +115,14 @@ def arm_b(bench: Bench) -> dict[str, Any]:
     return {"checkpoint": str(ckpt), "ratio": ratio, "budget_ms": budget}
 
 
+def arm_baseline_ft(bench: Bench) -> dict[str, Any]:
+    """The baseline, fine-tuned as many epochs as the pruned models."""
+    det = bench.baseline.clone()
+    bench.finetune(det, "baseline-ft")
+    path = bench.work / "baseline-ft" / f"{bench.args.baseline.stem}-ft{bench.epochs}.pt"
+    return {"checkpoint": str(det.save(path, {"extra_epochs": bench.epochs}))}
+
+
 def arm_c(bench: Bench) -> dict[str, Any]:
     """YOLOv8n, fine-tuned as many epochs as the pruned models."""
     from edgeprune.models import load_model
@@ -151,21 +164,25 @@ def arm_int8(bench: Bench) -> dict[str, Any]:
 
 
 ARMS: dict[str, Callable[[Bench], dict[str, Any]]] = {
+    "baseline-ft": arm_baseline_ft,
     "a": lambda b: b.search("a"),
     "a-depth": lambda b: b.search("a-depth", actions=("width", "depth")),
     "c": arm_c,
     "a@c": arm_a_at_c,
     "b": arm_b,
     "a-kd": lambda b: b.search("a-kd", distill=True),
+    "a-native": lambda b: b.search("a-native", native=True),
     "a-sens": arm_a_sens,
     "int8": arm_int8,
 }
 LABELS = {
     "baseline": "baseline YOLOv8s",
+    "baseline-ft": "baseline YOLOv8s, same extra epochs",
     "a": "(a) search at 2x, width",
     "a-depth": "(a) search at 2x, width + depth",
     "a-kd": "(a) search at 2x, width, default KD",
     "a-sens": "(a) search at 2x, width, sensitivity ranking",
+    "a-native": "(a) search at 2x, width, native (--native)",
     "b": "(b) uniform L2 at (a)'s budget",
     "c": "(c) YOLOv8n, same total epochs",
     "a@c": "(a@c) search at YOLOv8n's speed",
@@ -244,6 +261,13 @@ def main() -> None:
         targets["a_at_c_latency_vs_c"] = by["a@c"]["vs_baseline_latency"] / by["c"]["vs_baseline_latency"]
     if "a" in by:
         targets["a_map_kept"] = by["a"]["map_kept"]
+        if "baseline-ft" in by:
+            targets["a_map_kept_vs_baseline_ft"] = by["a"]["map50_95"] / by["baseline-ft"]["map50_95"]
+    if "a-native" in by and "a" in by:
+        targets["native_minus_free_points"] = (by["a-native"]["map50_95"] - by["a"]["map50_95"]) * 100
+        targets["native_latency_vs_free"] = (
+            by["a-native"]["vs_baseline_latency"] / by["a"]["vs_baseline_latency"]
+        )
     if "a-kd" in by and "a" in by:
         targets["kd_minus_none_points"] = (by["a-kd"]["map50_95"] - by["a"]["map50_95"]) * 100
 

@@ -1,11 +1,21 @@
 """The zoo table: every Ultralytics family pruned at 50%, then used by plain Ultralytics.
 
-    .venv/bin/python benchmarks/zoo_roundtrip.py [--models yolov8n.yaml ...] [--json benchmarks/results/zoo.json]
+    .venv/bin/python benchmarks/zoo_roundtrip.py [--models yolov8n.yaml ...] [--no-native]
+        [--json benchmarks/results/zoo_roundtrip.json]
 
 Per model: build from its YAML for the synthetic dataset's 6 classes, prune 50% (l2, uniform,
 round_to 8), save, then in a fresh process that never imports edgeprune: `ultralytics.YOLO(path)`
 reload, `predict`, `val` on the synthetic set and `export(format="onnx")`. Weights are untrained,
 so val's mAP is ~0; the columns say whether each step works on the pruned architecture.
+
+Native mode (unless ``--no-native``): the same model native-pruned (every other repeat its config
+can drop, then 50% of all channels, global l2, round_to 8), saved with its ``pruned.yaml``; in a
+fresh process that never imports edgeprune, plain Ultralytics: ``YOLO("pruned.yaml")`` builds the
+same shapes; ``YOLO("pruned.pt").train(epochs=1)`` at a zero learning rate starts from exactly
+the pruned tensors (compared one by one when training starts), keeps every shape, and its first
+validation scores what ``val`` scored before training; then ``yolo train model=pruned.pt``
+(the CLI) trains one epoch. Seg, pose and OBB models train on the synthetic set relabelled for
+their task (``edgeprune.data.tasks``).
 """
 
 from __future__ import annotations
@@ -25,6 +35,8 @@ DETECT = [
     "yolov9t.yaml", "yolov9s.yaml", "yolov10n.yaml", "yolov10s.yaml", "yolo11n.yaml", "yolo11s.yaml",
     "yolo12n.yaml", "yolo12s.yaml", "yolo26n.yaml", "yolo26s.yaml", "rtdetr-l.yaml",
 ]  # fmt: skip
+TASKS = ["yolov8n-seg.yaml", "yolov8n-pose.yaml", "yolov8n-obb.yaml", "yolo11n-seg.yaml", "yolo11n-pose.yaml"]
+TASKS += ["yolo11n-obb.yaml", "yolo26n-seg.yaml", "yolo26n-pose.yaml", "yolo26n-obb.yaml"]
 
 PLAIN_ULTRALYTICS = """
 import json, sys, numpy as np
@@ -41,6 +53,73 @@ out["export"] = str(m.export(format="onnx", imgsz=64)).endswith(".onnx")
 assert "edgeprune" not in sys.modules
 print(json.dumps(out))
 """
+
+
+PLAIN_RETRAIN = """
+import json, sys, torch
+from ultralytics import RTDETR, YOLO
+ckpt, cfg, data, rtdetr, project = sys.argv[1:6]
+load = RTDETR if rtdetr == "1" else YOLO
+m = load(ckpt)
+pruned = {k: v.detach().float().clone() for k, v in m.model.state_dict().items()}
+shapes = {k: tuple(v.shape) for k, v in pruned.items()}
+out = {"yaml_builds": {k: tuple(v.shape) for k, v in load(cfg).model.state_dict().items()} == shapes}
+val = m.val(data=data, imgsz=64, batch=4, plots=False, verbose=False, device="cpu", workers=0)
+out["val_map"] = float(val.results_dict["metrics/mAP50-95(B)"])
+def at_start(trainer):
+    sd = {k: v.float() for k, v in trainer.model.state_dict().items()}
+    out["starts_from_pruned"] = sorted(sd) == sorted(pruned) and all(torch.equal(sd[k], v) for k, v in pruned.items())
+m.add_callback("on_pretrain_routine_end", at_start)
+m.train(data=data, epochs=1, imgsz=64, batch=4, workers=0, device="cpu", plots=False, amp=False, optimizer="SGD",
+        lr0=0.0, warmup_epochs=0, warmup_bias_lr=0.0, mosaic=0.0, fliplr=0.0, project=project, name="lr0",
+        exist_ok=True, verbose=False)
+out["first_epoch_map"] = float(m.trainer.metrics["metrics/mAP50-95(B)"])
+last = torch.load(m.trainer.last, map_location="cpu", weights_only=False)
+trained = (last.get("ema") or last["model"]).state_dict()
+out["shapes_kept"] = {k: tuple(v.shape) for k, v in trained.items()} == shapes
+assert "edgeprune" not in sys.modules
+print(json.dumps(out))
+"""
+
+
+def native_row(model: str, work: Path, data: Path) -> dict:
+    """Native-prune ``model``, then retrain it with plain Ultralytics (``PLAIN_RETRAIN``, the CLI)."""
+    from edgeprune.models import load_model
+    from edgeprune.pruning import PruneConfig, prune_detector
+
+    det = load_model(model, nc=6)
+    t0 = time.perf_counter()
+    units = det.repeats(native=True)
+    if units:
+        det.remove_repeats(units[::2], native=True)
+    report = prune_detector(det, PruneConfig(0.5, "l2", "global", 0.8, 8, native=True), imgsz=640)
+    row = {
+        "native_prune_s": round(time.perf_counter() - t0, 2), "native_repeats_removed": len(units[::2]),
+        "native_params": report.after["params"], "native_macs_640": report.after["macs"],
+    }  # fmt: skip
+    stem = Path(model).stem
+    ckpt = det.save(work / stem / "pruned.pt")
+    if det.task != "detect":
+        from edgeprune.data.tasks import task_dataset
+
+        data = task_dataset(data, det.task, work / f"data-{det.task}")
+    env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_VERBOSE": "0"}
+    rtdetr = "1" if stem.startswith("rtdetr") else "0"
+    out = subprocess.run(
+        [sys.executable, "-c", PLAIN_RETRAIN, str(ckpt), str(ckpt.with_suffix(".yaml")), str(data), rtdetr,
+         str(work / stem / "runs")],
+        capture_output=True, text=True, env=env, cwd=work, timeout=1200,
+    )  # fmt: skip
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    row.update(json.loads(lines[-1]) if lines else {"native_error": out.stderr.strip().splitlines()[-1:]})
+    yolo = Path(sys.executable).with_name("yolo")
+    cli = subprocess.run(
+        [str(yolo), "train", f"model={ckpt}", f"data={data}", "epochs=1", "imgsz=64", "batch=4", "workers=0",
+         "device=cpu", "plots=False", "amp=False", f"project={work / stem / 'cli'}", "name=t", "exist_ok=True"],
+        capture_output=True, text=True, env=env, cwd=work, timeout=1200,
+    )  # fmt: skip
+    row["yolo_train_cli"] = cli.returncode == 0
+    return row
 
 
 def run(model: str, work: Path, data: Path) -> dict:
@@ -73,7 +152,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--models", nargs="+", default=DETECT)
+    parser.add_argument("--models", nargs="+", default=DETECT + TASKS)
+    parser.add_argument("--no-native", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -85,16 +165,20 @@ def main() -> None:
         rows = []
         print(f"{'model':<18} {'prune s':>7} {'params M':>14} {'GMACs@640':>14}  reload predict val export")
         for model in args.models:
-            row = run(model, work, data)
+            row = (
+                run(model, work, data)
+                if "-" not in Path(model).stem or "rtdetr" in model
+                else {"model": model}
+            )
+            if not args.no_native:
+                row.update(native_row(model, work, data))
             rows.append(row)
+            keys = ("reload", "predict", "val", "export", "yaml_builds", "starts_from_pruned", "shapes_kept",
+                    "yolo_train_cli")  # fmt: skip
             ok = " ".join(
-                f"{'ok' if row.get(k) else 'FAIL':>6}" for k in ("reload", "predict", "val", "export")
+                f"{k}={'ok' if row.get(k) else '-'}" for k in keys if k in row or "native_prune_s" in row
             )
-            p, m = row["params"], row["macs_640"]
-            print(
-                f"{model:<18} {row['prune_s']:>7.2f} {p[0] / 1e6:>6.2f}->{p[1] / 1e6:<6.2f} "
-                f"{m[0] / 1e9:>6.2f}->{m[1] / 1e9:<6.2f}  {ok}  {row.get('error', '')}"
-            )
+            print(f"{model:<20} {ok}  {row.get('error', '')}{row.get('native_error', '')}", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

@@ -104,6 +104,7 @@ def prune(
     importance: str = PruneConfig.importance,
     allocation: str = PruneConfig.allocation,
     max_layer_ratio: float = PruneConfig.max_layer_ratio,
+    native: bool = PruneConfig.native,
     data: str | Path | None = None,
     epochs: int = 0,
     imgsz: int | None = None,
@@ -118,7 +119,9 @@ def prune(
 
     ``allocation`` is ``uniform`` (``ratio`` of every group) or ``global`` (``ratio`` of all channels,
     least important first, at most ``max_layer_ratio`` of any group). ``importance="taylor"``
-    needs ``data``: a few batches of its train split give the gradients.
+    needs ``data``: a few batches of its train split give the gradients. ``native``: only widths
+    the model's config can say, the config rewritten to say them (also written as OUT/pruned.yaml),
+    so plain Ultralytics retrains the result (``PruneConfig.native``).
 
     Writes ``OUT/pruned.pt`` (loadable by ``ultralytics.YOLO``) and ``OUT/prune.json``. With
     ``data``, mAP is measured before and after; ``epochs > 0`` fine-tunes on ``data``.
@@ -127,7 +130,7 @@ def prune(
     """
     t = resolve_target(target, imgsz=imgsz)
     _check_tuning(data, epochs)
-    config = PruneConfig(ratio, importance, allocation, max_layer_ratio, round_to=t.round_to)
+    config = PruneConfig(ratio, importance, allocation, max_layer_ratio, round_to=t.round_to, native=native)
     config.check_data(data)
     detector = _load(model, data, trust_checkpoint)
     measure_acc = data is not None and evaluate and not dry_run

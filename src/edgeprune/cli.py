@@ -34,6 +34,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         "importance": args.importance,
         "allocation": args.allocation,
         "max_layer_ratio": args.max_layer_ratio,
+        "native": args.native or None,
     }
     outcome = prune(
         args.model,
@@ -83,7 +84,7 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
         ssh_config=args.ssh_config, train_overrides={"device": args.device} if args.device else None,
         budget_ms=args.budget_ms, speedup=args.speedup, epochs=args.epochs, step_epochs=args.step_epochs,
         steps=args.steps, importance=args.importance, margin=args.margin, max_layer_ratio=args.max_layer_ratio,
-        distill=args.distill or None, actions=args.actions, sensitivity=args.sensitivity,
+        distill=args.distill or None, actions=args.actions, sensitivity=args.sensitivity, native=args.native or None,
     )  # fmt: skip
     result, b = outcome, outcome.baseline
     rows = [["baseline", b["params"], b["macs"], outcome.report["baseline"]["metrics"].get("map50_95"),
@@ -368,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sensitivity", help="budget search: analysis.json of `edgeprune analyze` (same model and target): "
         "rank groups by measured accuracy lost per ms saved instead of channel importance alone",
+    )  # fmt: skip
+    p.add_argument(
+        "--native", action="store_true", help="prune only to widths and repeats the model's own config can say, "
+        "and rewrite it (OUT/pruned.yaml), so plain Ultralytics retrains the pruned model: YOLO('pruned.pt').train()",
     )  # fmt: skip
     p.add_argument("--resume", action="store_true", help="budget search: continue from OUT/search/state.json")
     p.add_argument(

@@ -46,6 +46,10 @@ class PruneStep(BaseModel):
         lt=1,
         description="no layer loses more than this fraction of its channels",
     )
+    native: bool = Field(
+        default=PruneConfig.native,
+        description="only widths the model's config can say, rewritten into it (Ultralytics retrains the result)",
+    )
     epochs: int = Field(default=0, ge=0, description="fine-tuning epochs after pruning (needs data)")
     batch: int = Field(default=FINETUNE_BATCH, ge=1, description="batch size for fine-tuning and validation")
 
@@ -101,6 +105,7 @@ def load_recipe(path: str | Path) -> PipelineSpec:
             importance=recipe.prune.importance,
             allocation=recipe.prune.allocation,
             max_layer_ratio=recipe.prune.max_layer_ratio,
+            native=recipe.prune.native,
         )
     except OptionError as e:
         raise ConfigError(f"{path}: prune: {e.with_names(lambda name: name)}") from None

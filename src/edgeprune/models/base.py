@@ -75,13 +75,36 @@ class Detector(ABC):
         """Pairs of layers whose output widths must stay equal (read inside ``prunable()``)."""
         return []
 
-    def repeats(self) -> list[Any]:
+    # --- native pruning: widths the model's own config can say --------------------------------
+    native: bool = False
+    """True once native pruning has rewritten the model's config to build its pruned shapes."""
+
+    def native_plan(self, free: Detector, align: int) -> Any:
+        """The model native pruning prunes to: ``free`` (this model pruned without constraints)
+        rounded to widths this family's config can say, built by the family's own library."""
+        raise OptionError(
+            f"native pruning is for Ultralytics models; {self.family} models have no config to rewrite"
+        )
+
+    def native_width(self, layer: nn.Module, target: Any) -> int | None:
+        """Inside ``prunable()``: the output width ``target`` (from ``native_plan``) gives ``layer``,
+        or None when it does not constrain it."""
+        return None
+
+    def commit_native(self) -> None:
+        """After native pruning: rewrite the config to say the pruned shapes (checked by
+        rebuilding it), or raise ``EdgepruneError`` naming what it cannot say."""
+        raise OptionError(f"native pruning is for Ultralytics models, not {self.family}")
+
+    def repeats(self, native: bool = False) -> list[Any]:
         """Whole units this model can lose (``Repeat``s of ``models/ultralytics_depth.py``); none
-        for a family edgeprune cannot remove layers from."""
+        for a family edgeprune cannot remove layers from. ``native``: only those whose removal
+        the model's config can say (a repeat count ``n``)."""
         return []
 
-    def remove_repeats(self, units: Sequence[Any]) -> None:
-        """Remove ``units`` (from ``repeats()``) in place."""
+    def remove_repeats(self, units: Sequence[Any], native: bool = False) -> None:
+        """Remove ``units`` (from ``repeats()``) in place; ``native``: and rewrite the config to
+        say it (``commit_native``)."""
         raise OptionError(f"{self.family} models have no repeats edgeprune can remove: prune widths only")
 
     def proxy_loss(self, data: str | Path, *, imgsz: int, batches: int = 2, batch_size: int = 16) -> float:

@@ -700,6 +700,14 @@ def load_ultralytics_checkpoint(path: str | Path, *, trust: bool = False) -> nn.
     model, in FP32 and eval mode, ``args`` = Ultralytics' defaults updated with the checkpoint's
     ``train_args``, ``pt_path``, ``task`` and (if missing) ``stride`` set, ``inplace`` on.
     """
+    return load_ultralytics_checkpoint_with_metadata(path, trust=trust)[0]
+
+
+def load_ultralytics_checkpoint_with_metadata(
+    path: str | Path, *, trust: bool = False
+) -> tuple[nn.Module, dict]:
+    """``load_ultralytics_checkpoint``'s model and what edgeprune recorded in the checkpoint (its
+    ``edgeprune`` entry; {} if none)."""
     from edgeprune import _optional
 
     _optional.ultralytics()
@@ -738,13 +746,15 @@ def load_ultralytics_checkpoint(path: str | Path, *, trust: bool = False) -> nn.
             m.inplace = True
         elif isinstance(m, nn.Upsample) and not hasattr(m, "recompute_scale_factor"):
             m.recompute_scale_factor = None  # modules pickled by torch < 1.11
-    return model
+    meta = ckpt.get("edgeprune")
+    return model, dict(meta) if isinstance(meta, dict) else {}
 
 
 __all__: list[str] = [
     "RestrictedUnpickler",
     "TRUST_HINT",
     "load_ultralytics_checkpoint",
+    "load_ultralytics_checkpoint_with_metadata",
     "restricted_pickle",
     "safe_torch_load",
 ]

@@ -22,9 +22,13 @@ from edgeprune import _optional
 from edgeprune.errors import EdgepruneError, OptionError
 from edgeprune.models.base import Detector, ModelAdapter
 from edgeprune.models.distill import OutputDistillation
-from edgeprune.models.safe_load import load_ultralytics_checkpoint
+from edgeprune.models.safe_load import (
+    load_ultralytics_checkpoint,
+    load_ultralytics_checkpoint_with_metadata,
+)
 from edgeprune.models.ultralytics_blocks import (
     HalvesSplit,
+    PartsSplit,
     Rewrites,
     halved_inputs,
     head_outputs,
@@ -143,23 +147,80 @@ class UltralyticsDetector(Detector):
     @contextmanager
     def prunable(self) -> Iterator[nn.Module]:
         """Blocks rewritten into prunable equivalents (identical outputs); stock blocks again on exit."""
+        stock = {m: name for name, m in self.module.named_modules()}
         rewrites = Rewrites().apply(self.module)
-        self._rewrites = rewrites
+        self._rewrites, self._stock_names = rewrites, stock
         try:
             yield self.module
         finally:
-            self._rewrites = None
+            self._rewrites, self._stock_names = None, None
             rewrites.undo()
 
-    def repeats(self) -> list[Any]:
+    # --- native pruning ----------------------------------------------------------------------
+    def native_plan(self, free: Detector, align: int) -> nn.Module:
+        from edgeprune.models.ultralytics_native import mismatches, native_yaml, rebuild
+
+        cfg = getattr(self.module, "yaml", None)
+        current = rebuild(self.module, cfg) if isinstance(cfg, dict) else None
+        bad = mismatches(self.module, current) if current is not None else ["no model.yaml"]
+        if bad:
+            raise EdgepruneError(
+                "native pruning starts from a model its own config rebuilds (unpruned, or pruned "
+                f"with --native), and this one differs ({'; '.join(bad[:3])}): prune the unpruned model"
+            )
+        return rebuild(self.module, native_yaml(free.module, self.example_input(self.trace_imgsz()), align))
+
+    def native_width(self, layer: nn.Module, target: nn.Module) -> int | None:
+        from edgeprune.models.ultralytics_native import module_width
+
+        names = getattr(self, "_stock_names", None) or {}
+        rebuilt = dict(target.named_modules())
+        if layer in names:
+            twin = rebuilt.get(names[layer])
+            return None if twin is None else module_width(twin)
+        for _, _, new in self._rewrites._done if self._rewrites is not None else []:
+            if isinstance(new, HalvesSplit) and layer in (new.cv_a.conv, new.cv_b.conv):
+                twin = rebuilt.get(f"{names[new.block]}.cv1.conv")
+                return None if twin is None else int(twin.out_channels) // 2
+            if isinstance(new, PartsSplit) and layer in list(new.parts):
+                twin = rebuilt.get(names[new.block])
+                return None if twin is None else int(twin.c2s[list(new.parts).index(layer)])
+        return None
+
+    def commit_native(self) -> None:
+        from edgeprune.models.ultralytics_native import (
+            mismatches,
+            native_yaml,
+            rebuild,
+            unwrap_single_repeats,
+        )
+
+        unwrap_single_repeats(self.module)
+        cfg = native_yaml(self.module, self.example_input(self.trace_imgsz()))
+        bad = mismatches(self.module, rebuild(self.module, cfg))
+        if bad:
+            raise EdgepruneError(
+                f"native pruning left {len(bad)} tensors its config cannot rebuild "
+                f"({'; '.join(bad[:3])}); prune this model without --native"
+            )
+        self.module.yaml = cfg
+        self.native = True
+
+    def repeats(self, native: bool = False) -> list[Any]:
         from edgeprune.models.ultralytics_depth import repeats
+        from edgeprune.models.ultralytics_native import yaml_repeats
 
-        return repeats(self.module, self.example_input(self.trace_imgsz()))
+        found = repeats(self.module, self.example_input(self.trace_imgsz()))
+        return yaml_repeats(self.module, found) if native else found
 
-    def remove_repeats(self, units: Sequence[Any]) -> None:
+    def remove_repeats(self, units: Sequence[Any], native: bool = False) -> None:
         from edgeprune.models.ultralytics_depth import remove_repeats
 
         remove_repeats(self.module, units, self.example_input(self.trace_imgsz()))
+        if native:
+            self.commit_native()
+        elif units:
+            self.native = False
 
     def accumulate_gradients(self, data: str | Path, *, batches: int, imgsz: int, batch_size: int) -> None:
         """Back-propagate the model's own loss on the first ``batches`` batches of the train split.
@@ -275,9 +336,34 @@ class UltralyticsDetector(Detector):
             "version": ul.__version__,
             "model": model,
             "train_args": dict(getattr(self.module, "args", {}) or {}),
-            "edgeprune": metadata or {},
+            "edgeprune": {**(metadata or {}), "native": self.native},
         }
-        torch.save(ckpt, path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(ckpt, tmp)
+        tmp.replace(path)  # a kill mid-write leaves the previous file or none, never half of one
+        if self.native:
+            self.save_config(path.with_suffix(".yaml"))
+        return path
+
+    def save_config(self, path: Path) -> Path:
+        """Write the model's config (``model.yaml``) as a YAML file: after native pruning,
+        ``ultralytics.YOLO(path)`` builds the pruned shapes (untrained)."""
+        import yaml
+
+        cfg = {k: v for k, v in self.module.yaml.items() if k != "yaml_file"}
+        lines = ["# Written by edgeprune: the native-pruned network; Ultralytics builds it as it is."]
+        lines.append(
+            yaml.safe_dump({k: v for k, v in cfg.items() if k not in ("backbone", "head")}, sort_keys=False)
+        )
+        for part in ("backbone", "head"):  # one layer per line, as Ultralytics' own configs
+            rows = [
+                f"  - {yaml.safe_dump(row, default_flow_style=True, width=1 << 16).strip()}"
+                for row in cfg[part]
+            ]
+            lines += [f"{part}:", *rows]
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.replace(path)
         return path
 
     # --- training and validation -------------------------------------------------------
@@ -536,8 +622,9 @@ class UltralyticsAdapter(ModelAdapter):
         is_config = text.lower().endswith(_CONFIG_SUFFIXES)
         if not is_config and not Path(text).is_file():
             raise EdgepruneError(f"checkpoint not found: {text} (edgeprune never downloads weights)")
+        meta: dict[str, Any] = {}
         if not is_config:
-            model = load_ultralytics_checkpoint(text, trust=trust_checkpoint)
+            model, meta = load_ultralytics_checkpoint_with_metadata(text, trust=trust_checkpoint)
         else:
             try:
                 model = (RTDETR if Path(text).stem.lower().startswith("rtdetr") else YOLO)(text).model
@@ -551,4 +638,6 @@ class UltralyticsAdapter(ModelAdapter):
             from ultralytics.cfg import DEFAULT_CFG_DICT
 
             model.args = dict(DEFAULT_CFG_DICT)
-        return UltralyticsDetector(model, source=text)
+        detector = UltralyticsDetector(model, source=text)
+        detector.native = bool(meta.get("native"))  # its config says its shapes (native pruning)
+        return detector

@@ -91,7 +91,10 @@ class WidthAction(SearchAction):
 
     def make(self, current: Detector, amount: float) -> Candidate:
         cand = current.clone()
-        pc = PruneConfig(amount, self.config.importance, "global", self.config.max_layer_ratio, self.round_to)
+        pc = PruneConfig(
+            amount, self.config.importance, "global", self.config.max_layer_ratio, self.round_to,
+            native=self.config.native,
+        )  # fmt: skip
         report = prune_detector(cand, pc, imgsz=self.imgsz, data=self.data, costs=self.costs)
         return Candidate(cand, self.name, amount, report.after["params"], report.after["macs"])
 
@@ -139,9 +142,9 @@ class DepthAction(SearchAction):
         assert self.data is not None
         base = accuracy_proxy(current, self.data, self.imgsz)
         costs = []
-        for unit in current.repeats():
+        for unit in current.repeats(native=self.config.native):
             trial = current.clone()
-            trial.remove_repeats([unit])
+            trial.remove_repeats([unit])  # the ranking needs no config: native or not, same weights
             costs.append((accuracy_proxy(trial, self.data, self.imgsz) - base, unit.name, unit))
         ranked = [unit for _, _, unit in sorted(costs, key=lambda c: (c[0], c[1]))]
         self._ranked = (current, ranked)
@@ -152,7 +155,7 @@ class DepthAction(SearchAction):
         chosen = ranked[: round(amount * len(ranked))]
         cand = current.clone()
         if chosen:
-            cand.remove_repeats(chosen)
+            cand.remove_repeats(chosen, native=self.config.native)
         counts = cand.count(self.imgsz)
         return Candidate(cand, self.name, amount, counts["params"], counts["macs"], [u.name for u in chosen])
 

@@ -56,6 +56,11 @@ class PruneConfig:
         max_layer_ratio: no group loses more than this fraction of its channels (before rounding).
         round_to: channel counts after pruning are multiples of this (the target's alignment).
         grad_batches, grad_batch_size: how much of the train split gradient-based criteria see.
+        native: prune only to widths the model's own config can say (Ultralytics: layer widths
+            multiples of 8 and of ``round_to``, hidden widths through each block's expansion,
+            everything else as Ultralytics' constructors derive it), and rewrite the config to
+            say them, so ``YOLO(checkpoint).train()`` rebuilds the pruned network
+            (``models/ultralytics_native.py``).
     """
 
     ratio: float
@@ -65,6 +70,7 @@ class PruneConfig:
     round_to: int = 1
     grad_batches: int = 4
     grad_batch_size: int = 8
+    native: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio < 1.0:
@@ -105,7 +111,8 @@ class PruneConfig:
     def describe(self) -> str:
         """One line for progress output, e.g. ``40% of every group (l2, channels rounded to 8)``."""
         scope = "of all channels, ranked globally" if self.allocation == "global" else "of every group"
-        return f"{self.ratio:.0%} {scope} ({self.importance}, channels rounded to {self.round_to})"
+        native = ", native widths" if self.native else ""
+        return f"{self.ratio:.0%} {scope} ({self.importance}, channels rounded to {self.round_to}{native})"
 
 
 def search_importance(data: str | Path | None) -> str:
@@ -148,6 +155,8 @@ class SearchConfig:
         sensitivity: an ``analysis.json`` of ``edgeprune analyze`` (same model and target): width
             candidates rank groups by accuracy lost per ms saved, measured, at the width a removal
             leaves, instead of by channel importance alone; None: by importance.
+        native: every candidate keeps to what the model's config can say (``PruneConfig.native``),
+            so the result retrains with plain Ultralytics.
     """
 
     budget_ms: float | None = None
@@ -170,6 +179,7 @@ class SearchConfig:
     bn_images: int = 256
     actions: tuple[str, ...] = ("width",)
     sensitivity: str | None = None
+    native: bool = False
 
     def __post_init__(self) -> None:
         from edgeprune.profiling.timing import PERCENTILES

@@ -113,11 +113,19 @@ def prune_detector(
             gradients = {
                 "data": data, "batches": config.grad_batches, "imgsz": imgsz, "batch_size": config.grad_batch_size
             }  # fmt: skip
-        if group is not None:
-            plan: _Planner = lambda pruner, pairs: _single_plan(pruner, group, config, pairs)  # noqa: E731
-        else:
+        plan: _Planner | None = None
+        if config.native:
+            rebuilt = _native_target(detector, config, imgsz=imgsz, data=data, group=group, costs=costs)
+            plan = lambda pruner, pairs: _target_plan(pruner, detector, rebuilt)  # noqa: E731
+        elif group is not None:
+            plan = lambda pruner, pairs: _single_plan(pruner, group, config, pairs)  # noqa: E731
+        elif config.allocation == "global":
             plan = lambda pruner, pairs: _global_plan(pruner, config, pairs, costs)  # noqa: E731
         planned = _prune_in_place(detector, criterion(), config, gradients, plan)
+        if config.native:
+            detector.commit_native()
+        else:
+            detector.native = False  # free widths: the config no longer says them
     seconds = time.perf_counter() - start
     after_channels, after = detector.channels(), detector.count(imgsz)
     layers = [LayerChange(n, c, after_channels.get(n, 0)) for n, c in before_channels.items()]
@@ -129,9 +137,10 @@ def _prune_in_place(
     importance: Any,
     config: PruneConfig,
     gradients: dict[str, Any] | None,
-    plan: _Planner,
+    plan: _Planner | None,
 ) -> dict[str, int]:
-    """Prune ``detector``; the channels kept by each group a global plan pruned (by group name)."""
+    """Prune ``detector`` as ``plan`` says (None: torch-pruning's uniform step); the channels kept
+    by each group a plan pruned (by group name)."""
     planned: dict[str, int] = {}
     with detector.prunable() as module:
         was_training = module.training
@@ -150,8 +159,8 @@ def _prune_in_place(
                     batch_size=gradients["batch_size"],
                 )
             module.eval()  # tracing in train mode would update BatchNorm statistics
-            pruner = _meta_pruner(detector, module, importance, config)
-            if config.allocation == "uniform":
+            pruner = _meta_pruner(detector, module, importance, config, uniform=plan is None)
+            if plan is None:
                 pruner.step()
             else:
                 for step in plan(pruner, detector.equal_widths()):
@@ -168,15 +177,18 @@ def _prune_in_place(
     return planned
 
 
-def _meta_pruner(detector: Detector, module: Any, importance: Any, config: PruneConfig) -> Any:
-    """torch-pruning's pruner over ``module`` (inside ``detector.prunable()``)."""
+def _meta_pruner(
+    detector: Detector, module: Any, importance: Any, config: PruneConfig, *, uniform: bool = False
+) -> Any:
+    """torch-pruning's pruner over ``module`` (inside ``detector.prunable()``); ``uniform``: its
+    own step removes ``config.ratio`` of every group, else plans here say what goes."""
     import torch_pruning as tp
 
     return tp.pruner.MetaPruner(
         module,
         detector.example_input(detector.trace_imgsz()),
         importance=importance,
-        pruning_ratio=config.ratio if config.allocation == "uniform" else 0.0,
+        pruning_ratio=config.ratio if uniform else 0.0,
         max_pruning_ratio=config.max_layer_ratio,
         ignored_layers=detector.ignored_layers(),
         round_to=config.round_to,
@@ -369,6 +381,59 @@ def _global_plan(
         plan.keep = _rounded_keep(plan.keep, plan.channels, plan.ch_groups, round_to, max_layer_ratio)
     _equalize_pairs(plans, pairs)
     return [p for p in plans if p.keep < p.channels]
+
+
+# --- native widths ---------------------------------------------------------------------------
+def _native_target(
+    detector: Detector,
+    config: PruneConfig,
+    *,
+    imgsz: int,
+    data: str | Path | None,
+    group: str | None,
+    costs: GroupCosts | None,
+) -> Any:
+    """The model native pruning prunes to: what ``config`` would prune freely (on a copy),
+    rounded to widths the model's config can say, built by the model's own library
+    (``Detector.native_plan``)."""
+    free = detector.clone()
+    prune_detector(free, config.with_changes(native=False), imgsz=imgsz, data=data, group=group, costs=costs)
+    return detector.native_plan(free, align=config.round_to)
+
+
+def _target_plan(pruner: Any, detector: Detector, rebuilt: Any) -> list[_GroupPlan]:
+    """Every group pruned to the width ``rebuilt`` gives its layers (``Detector.native_width``),
+    each group's most important channels kept. Only layers the group covers whole count (a group
+    may hold a slice of a layer's channels, e.g. one input of a concatenation summed with a wider
+    layer): the shapes of the rest are checked after pruning (``Detector.commit_native``)."""
+    plans = []
+    for plan in _group_plans(pruner):
+        whole = [layer for layer in plan.layers if _out_width(pruner, layer) == plan.channels]
+        widths = {w for layer in whole if (w := detector.native_width(layer, rebuilt)) is not None}
+        if len(widths) > 1:
+            raise EdgepruneError(
+                f"native pruning: group {plan.name} couples layers the model's config builds to "
+                f"different widths ({sorted(widths)}); prune this model without --native"
+            )
+        if not widths:
+            continue
+        keep = widths.pop()
+        if keep > plan.channels:
+            raise EdgepruneError(
+                f"native pruning: group {plan.name} has {plan.channels} channels but its config "
+                f"builds {keep}; was the model pruned without --native before?"
+            )
+        if keep < plan.channels:
+            plan.keep = keep
+            plans.append(plan)
+    return plans
+
+
+def _out_width(pruner: Any, layer: Any) -> int | None:
+    try:
+        return int(pruner.DG.get_out_channels(layer))
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def _rounded_keep(keep: int, channels: int, ch_groups: int, round_to: int, max_layer_ratio: float) -> int:
