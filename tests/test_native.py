@@ -118,13 +118,19 @@ def test_alignment_is_the_coarser_of_8_and_round_to():
     assert all(b.cv1.conv.out_channels == m.c for m in c2f for b in m.m)
 
 
-def test_attention_keeps_its_heads():
+def test_attention_loses_whole_heads_ultralytics_builds():
     det = _build("yolo11n.yaml")
     c2psa = det.module.model[10]
-    c, heads = c2psa.c, c2psa.m[0].attn.num_heads
+    assert (c2psa.c, c2psa.m[0].attn.num_heads) == (128, 2)
     _native(det, depth=False)
-    assert (c2psa.c, c2psa.m[0].attn.num_heads) == (c, heads)
+    attn = c2psa.m[0].attn
+    # PSA blocks get c // 64 heads of c / heads channels from Ultralytics: one head of 64 left
+    assert (c2psa.c, attn.num_heads, attn.head_dim) == (64, 1, 64)
     assert c2psa.cv1.conv.in_channels < 256  # the stream around it is pruned
+    det12 = _build("yolo12n.yaml")
+    _native(det12, depth=False)
+    for a in (m for m in det12.module.modules() if type(m).__name__ == "AAttn"):
+        assert a.head_dim == 32 and a.all_head_dim == a.num_heads * 32  # ABlock: c // 32 heads
 
 
 def test_free_pruned_model_is_refused(tmp_path):

@@ -177,26 +177,57 @@ def test_cblinear_rewrite_is_exact():
 
 
 # --- attention: what is pruned and what is kept whole ----------------------------------------
-def test_psa_attention_is_kept_whole_and_ffn_pruned():
+def test_psa_attention_loses_whole_heads_with_its_stream():
     det = _build("yolo11n.yaml")
     c2psa = det.module.model[10]
     attn, ffn = c2psa.m[0].attn, c2psa.m[0].ffn
-    widths = (c2psa.cv1.conv.out_channels, attn.qkv.conv.weight.shape, attn.proj.conv.weight.shape)
-    hidden = ffn[0].conv.out_channels
+    heads, hd, kd, c, hidden = attn.num_heads, attn.head_dim, attn.key_dim, c2psa.c, ffn[0].conv.out_channels
+    assert (heads, hd, c) == (2, 64, 128)
     prune_detector(det, PruneConfig(ratio=0.5, round_to=8), imgsz=64)
-    assert (c2psa.cv1.conv.out_channels, attn.qkv.conv.weight.shape, attn.proj.conv.weight.shape) == widths
-    assert c2psa.c * 2 == c2psa.cv1.conv.out_channels
-    assert ffn[0].conv.out_channels < hidden  # the feed-forward hidden width is pruned
+    assert (attn.num_heads, attn.head_dim, attn.key_dim) == (1, hd, kd)  # one head gone, heads unchanged
+    assert c2psa.c == attn.num_heads * hd == attn.qkv.conv.in_channels == attn.proj.conv.out_channels
+    assert attn.qkv.conv.out_channels == attn.num_heads * (2 * kd + hd)
+    assert attn.pe.conv.out_channels == attn.pe.conv.groups == attn.proj.conv.in_channels == c2psa.c
+    assert c2psa.cv1.conv.out_channels == 2 * c2psa.c  # both halves, equal
+    assert ffn[0].conv.out_channels < hidden  # the feed-forward hidden width is pruned too
 
 
-def test_area_attention_stream_pruned_heads_whole():
+def test_area_attention_loses_whole_heads_with_its_stream():
     det = _build("yolo12n.yaml")
     blocks = [m for m in det.module.modules() if type(m).__name__ == "AAttn"]
-    before = [(a.qkv.conv.in_channels, a.qkv.conv.out_channels, a.num_heads, a.head_dim) for a in blocks]
+    before = [(a.num_heads, a.head_dim) for a in blocks]
     prune_detector(det, PruneConfig(ratio=0.5, round_to=8), imgsz=64)
-    for a, (c_in, c_qkv, heads, head_dim) in zip(blocks, before, strict=True):
-        assert a.qkv.conv.in_channels < c_in and a.proj.conv.out_channels == a.qkv.conv.in_channels
-        assert (a.qkv.conv.out_channels, a.num_heads, a.head_dim) == (c_qkv, heads, head_dim)
+    assert any(a.num_heads < heads for a, (heads, _) in zip(blocks, before, strict=True))
+    for a, (_, head_dim) in zip(blocks, before, strict=True):
+        assert a.head_dim == head_dim and a.all_head_dim == a.num_heads * head_dim
+        assert a.qkv.conv.out_channels == 3 * a.all_head_dim == 3 * a.proj.conv.in_channels
+
+
+def test_the_least_important_head_is_the_one_removed():
+    """Heads are ranked by their weights' importance: a head whose q/k/v rows and projection
+    columns are zero goes first, with its slices of qkv, pe and proj; a stream cut that is not
+    a whole number of heads is refused."""
+    from ultralytics.nn.modules.block import Attention
+
+    from edgeprune.errors import EdgepruneError
+
+    torch.manual_seed(0)
+    attn = Attention(128, num_heads=2).eval()
+    rows, hd = attn.qkv.conv.out_channels // 2, attn.head_dim
+    with torch.no_grad():
+        attn.qkv.conv.weight[rows:] = 0
+        attn.proj.conv.weight[:, hd:] = 0
+    head0 = attn.qkv.conv.weight[:rows].clone()
+    opaque = OpaqueAttention(attn, stream_prunable=True)
+    assert int(opaque.head_scores().argmin()) == 1
+    with pytest.raises(EdgepruneError, match="whole heads of 64 channels"):
+        opaque.remove_heads(list(range(10)))
+    stream = list(range(64, 128))  # the stream's last 64 channels go, and with them one head
+    opaque.remove_heads(stream)
+    assert attn.num_heads == 1 and attn.head_dim == hd
+    assert torch.equal(attn.qkv.conv.weight, head0[:, :64])  # head 0's rows, on the kept stream
+    assert attn.pe.conv.groups == attn.pe.conv.out_channels == attn.proj.conv.in_channels == 64
+    assert attn(torch.rand(1, 64, 4, 4)).shape == (1, 64, 4, 4)  # the stock forward runs
 
 
 def test_opaque_attention_gradients_match_stock():

@@ -71,6 +71,11 @@ class Detector(ABC):
         """Rewrite blocks into prunable equivalents for the duration of the block, then restore."""
         yield self.module
 
+    def width_step(self, layer: nn.Module) -> int:
+        """Inside ``prunable()``: the step in which ``layer``'s output width may shrink (an
+        attention's head width: its stream loses whole heads); 1 for most layers."""
+        return 1
+
     def equal_widths(self) -> list[tuple[nn.Module, nn.Module]]:
         """Pairs of layers whose output widths must stay equal (read inside ``prunable()``)."""
         return []

@@ -28,6 +28,7 @@ from edgeprune.models.safe_load import (
 )
 from edgeprune.models.ultralytics_blocks import (
     HalvesSplit,
+    OpaqueAttention,
     PartsSplit,
     Rewrites,
     halved_inputs,
@@ -139,6 +140,10 @@ class UltralyticsDetector(Detector):
         if forward is not None:
             options["forward_fn"] = forward
         return options
+
+    def width_step(self, layer: nn.Module) -> int:
+        """An attention's stream shrinks in whole heads (``OpaqueAttention``); other layers by 1."""
+        return layer.head_dim if isinstance(layer, OpaqueAttention) and layer.stream_prunable else 1
 
     def equal_widths(self) -> list[tuple[nn.Module, nn.Module]]:
         """The two half convs of every split block: the stock block needs equal halves to merge back."""

@@ -15,14 +15,17 @@ well, but two patterns in Ultralytics blocks defeat it:
 * **Attention** (``Attention`` in PSA/C2PSA/PSABlock, ``AAttn`` in A2C2f's ABlock) reshapes
   channels into heads and multiplies q, k and v; the graph search through these reshapes explodes
   (yolo11n did not finish in minutes). ``OpaqueAttention`` presents the attention module to the
-  graph as one node (a custom autograd function), with a small pruner for what may change:
-
-  - ``AAttn`` (A2C2f, YOLO12): the residual stream it reads and writes is pruned (input channels
-    of ``qkv``, output channels of ``proj``); heads, head_dim and area stay whole.
-  - ``Attention`` (PSA, C2PSA, C3k2 with attn=True): kept whole. Its value width must equal its
-    input width (``view(B, C, H, W)``) with the same number of heads, so the stream it sits on,
-    and the other half of its block's split, keep their width. The feed-forward hidden width and
-    the block output are still pruned.
+  graph as one node (a custom autograd function), with a small pruner for what may change: the
+  residual stream it reads and writes (input channels of ``qkv``, output channels of ``proj``),
+  **in whole heads**. ``Attention`` needs its value width to equal its input width
+  (``view(B, C, H, W)``), and Ultralytics builds both attentions with the stream width a whole
+  number of heads (``num_heads = c // 64`` in PSA blocks, ``c // 32`` in ABlock), so a stream
+  that loses ``k * head_dim`` channels also loses ``k`` heads: each with its query, key and value
+  rows of ``qkv``, its value channels of the positional conv ``pe`` and its input columns of
+  ``proj``. Which heads go is ranked by ``OpaqueAttention.head_scores``: first-order Taylor
+  importance of each head's weights (``|w * dL/dw|`` summed over its ``qkv`` rows and ``proj``
+  columns) when gradients are there, their L2 norm otherwise. The stream's alignment is the head
+  width (``Detector.width_step``). RT-DETR's AIFI is kept whole.
 
 Everything here works on live modules and restores stock Ultralytics classes, so a pruned
 checkpoint loads with plain ``ultralytics.YOLO(path)``.
@@ -214,7 +217,10 @@ class _Opaque(torch.autograd.Function):
 
 
 class OpaqueAttention(nn.Module):
-    """An attention module seen by the dependency graph as one layer (see ``ATTENTION_PRUNERS``)."""
+    """An attention module seen by the dependency graph as one layer (see ``_attention_pruner``).
+
+    ``stream_prunable``: its stream can lose whole heads (``Attention``, ``AAttn``); otherwise it
+    is kept whole (AIFI)."""
 
     def __init__(self, attn: nn.Module, stream_prunable: bool):
         super().__init__()
@@ -230,26 +236,71 @@ class OpaqueAttention(nn.Module):
             return _Opaque.apply(x, self.attn)
         return self.attn(x)
 
+    @property
+    def head_dim(self) -> int:
+        """Channels per head: the stream's pruning step (its width when kept whole)."""
+        return int(self.attn.head_dim) if self.stream_prunable else self.width
+
+    def _head_rows(self) -> int:
+        """``qkv`` output rows per head: q, k and v of one head are contiguous."""
+        return self.attn.qkv.conv.out_channels // self.attn.num_heads
+
+    def head_scores(self) -> torch.Tensor:
+        """One importance per head, lower pruned first: ``sum |w * grad|`` over the head's ``qkv``
+        rows and ``proj`` input columns if gradients were accumulated, else their squared norm."""
+        qkv, proj = self.attn.qkv.conv.weight, self.attn.proj.conv.weight
+        heads, rows, hd = self.attn.num_heads, self._head_rows(), self.head_dim
+
+        def per_head(w: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+            g = w.grad
+            score = (w * g).abs() if g is not None and g.shape == w.shape else w.square()
+            score = score.detach().transpose(0, dim).reshape(heads, size, -1)
+            return score.sum(dim=(1, 2))
+
+        return per_head(qkv, 0, rows) + per_head(proj, 1, hd)
+
+    def remove_heads(self, stream: list[int]) -> None:
+        """Drop ``len(stream) // head_dim`` heads (the lowest ``head_scores``) and stream channels
+        ``stream`` (of the ``qkv`` input and ``proj`` output)."""
+        import torch_pruning as tp
+
+        hd, attn = self.head_dim, self.attn
+        if len(stream) % hd:
+            raise EdgepruneError(
+                f"{type(attn).__name__}: its stream loses whole heads of {hd} channels, not {len(stream)}"
+            )
+        k = len(stream) // hd
+        if k >= attn.num_heads:
+            raise EdgepruneError(f"{type(attn).__name__}: cannot remove all {attn.num_heads} heads")
+        heads = sorted(int(h) for h in self.head_scores().argsort()[:k])
+        rows = self._head_rows()
+        qkv_rows = [h * rows + j for h in heads for j in range(rows)]
+        values = [h * hd + j for h in heads for j in range(hd)]
+        tp.prune_conv_in_channels(attn.qkv.conv, stream)
+        tp.prune_conv_out_channels(attn.qkv.conv, qkv_rows)
+        tp.prune_batchnorm_out_channels(attn.qkv.bn, qkv_rows)
+        tp.prune_depthwise_conv_out_channels(attn.pe.conv, values)
+        tp.prune_batchnorm_out_channels(attn.pe.bn, values)
+        tp.prune_conv_in_channels(attn.proj.conv, values)
+        tp.prune_conv_out_channels(attn.proj.conv, stream)
+        tp.prune_batchnorm_out_channels(attn.proj.bn, stream)
+        attn.num_heads -= k
+        if hasattr(attn, "all_head_dim"):  # AAttn
+            attn.all_head_dim = attn.num_heads * hd
+
 
 def _attention_pruner() -> Any:
     import torch_pruning as tp
 
     class AttentionPruner(tp.pruner.function.BasePruningFunc):
-        """Prunes the residual stream of an ``OpaqueAttention``: ``qkv`` inputs and ``proj`` outputs."""
+        """Prunes the residual stream of an ``OpaqueAttention``, in whole heads."""
 
         TARGET_MODULES = OpaqueAttention
 
-        @staticmethod
-        def _check(layer: OpaqueAttention) -> None:
+        def prune_channels(self, layer: OpaqueAttention, idxs: list[int]) -> nn.Module:
             if not layer.stream_prunable:
                 raise EdgepruneError(f"{type(layer.attn).__name__} is kept whole and cannot be pruned")
-
-        def prune_channels(self, layer: OpaqueAttention, idxs: list[int]) -> nn.Module:
-            self._check(layer)
-            qkv, proj = layer.attn.qkv, layer.attn.proj
-            tp.prune_conv_in_channels(qkv.conv, idxs)
-            tp.prune_conv_out_channels(proj.conv, idxs)
-            tp.prune_batchnorm_out_channels(proj.bn, idxs)
+            layer.remove_heads(sorted(int(i) for i in idxs))
             return layer
 
         # The stream in equals the stream out (a residual wraps every attention here): one function
@@ -280,7 +331,8 @@ class Rewrites:
         for parent in list(model.modules()):  # attention first: the halves check looks for it
             for name, child in list(parent.named_children()):
                 if isinstance(child, (Attention, AAttn, AIFI)):
-                    self._swap(parent, name, OpaqueAttention(child, stream_prunable=isinstance(child, AAttn)))
+                    prunable = isinstance(child, (Attention, AAttn))  # AIFI is kept whole
+                    self._swap(parent, name, OpaqueAttention(child, stream_prunable=prunable))
         from ultralytics.nn.modules.block import CBLinear
 
         bodies = _split_bodies()

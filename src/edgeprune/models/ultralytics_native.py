@@ -10,8 +10,8 @@ makes from a few numbers the YAML can say, and the YAML says them:
   ``width_multiple`` and ``depth_multiple`` 1.0 and no ``scales``, so nothing is scaled again;
 * a block's hidden width, through its expansion ``e`` (``hidden = int(c2 * e)``, or ``c1`` for
   PSA/C2PSA) or its explicit hidden arguments (``c3``/``c4`` of RepNCSPELAN4/ELAN1, ``cm`` of
-  HGStem/HGBlock, ``npr`` of a Segment head): ``HIDDEN`` lists them; a hidden width that sets an
-  attention's head count stays as it is;
+  HGStem/HGBlock, ``npr`` of a Segment head): ``HIDDEN`` lists them; a hidden width an attention
+  runs on stays a whole number of its heads (Ultralytics derives the head count from it);
 * repeats through ``n``.
 
 Everything else (a Bottleneck's width inside C3k2, SPPF's hidden width, every head branch) is
@@ -66,21 +66,21 @@ class Hidden:
     """One hidden width a YAML can set for a block class.
 
     ``param``: the constructor argument that sets it; ``read``: the width in a live block;
-    ``to_arg``: the argument's value for a width (given the block's c1 and c2); ``fixed``: the
-    width must stay (it sets an attention's head count); ``halves``: the width is cut in two
-    equal halves (each half a multiple of the alignment); ``multiple``: the width must be a
-    multiple of this whatever the alignment (parse_model rounds it so).
+    ``to_arg``: the argument's value for a width (given the block's c1 and c2); ``halves``: the
+    width is cut in two equal halves (each half a multiple of the alignment); ``multiple``: the
+    width must be a multiple of this whatever the alignment (parse_model rounds it so, or the
+    constructor asserts it). A block with attention on this width also keeps it a whole number of
+    heads (Ultralytics derives the head count from it).
     """
 
     param: str
     read: Callable[[nn.Module], int]
     to_arg: Callable[[int, int, int], Any]
-    fixed: Callable[[nn.Module], bool] = lambda block: False
     halves: bool = False
     multiple: int = 1
 
-    def step(self, align: int) -> int:
-        return math.lcm(align * (2 if self.halves else 1), self.multiple)
+    def step(self, align: int, block: nn.Module) -> int:
+        return math.lcm(align * (2 if self.halves else 1), self.multiple, _head_dim(block))
 
 
 def _of_c2(hidden: int, c1: int, c2: int) -> float:
@@ -95,28 +95,26 @@ def _exact(hidden: int, c1: int, c2: int) -> int:
     return hidden
 
 
-def _has_attention(block: nn.Module) -> bool:
+def _head_dim(block: nn.Module) -> int:
+    """The head width of the attention inside ``block`` (1 if none)."""
     from ultralytics.nn.modules.block import AAttn, Attention
 
-    return any(isinstance(m, (Attention, AAttn)) for m in block.modules())
+    dims = [int(m.head_dim) for m in block.modules() if isinstance(m, (Attention, AAttn))]
+    return math.lcm(1, *dims)
 
 
-def _always(block: nn.Module) -> bool:
-    return True
-
-
-_HALVES = Hidden("e", lambda b: int(b.c), _of_c2, _has_attention)  # C2f.c: each half of cv1
+_HALVES = Hidden("e", lambda b: int(b.c), _of_c2)  # C2f.c: each half of cv1
 _CV1 = Hidden("e", lambda b: _conv_out(b.cv1), _of_c2)
 HIDDEN: dict[str, list[Hidden]] = {
     "C2f": [_HALVES],
-    "C3k2": [_HALVES],  # attn=True (YOLO26): PSABlocks on the hidden width, which stays
+    "C3k2": [_HALVES],  # attn=True (YOLO26): PSABlocks on the hidden width
     "C2fCIB": [_HALVES],
     "C2fPSA": [_HALVES],
     "C3": [_CV1],
     "C3x": [_CV1],
-    "A2C2f": [Hidden("e", lambda b: _conv_out(b.cv1), _of_c2, _has_attention, multiple=32)],  # asserted
-    "C2PSA": [Hidden("e", lambda b: int(b.c), _of_c1, _always)],
-    "PSA": [Hidden("e", lambda b: int(b.c), _of_c1, _always)],
+    "A2C2f": [Hidden("e", lambda b: _conv_out(b.cv1), _of_c2, multiple=32)],  # asserted by A2C2f
+    "C2PSA": [Hidden("e", lambda b: int(b.c), _of_c1)],
+    "PSA": [Hidden("e", lambda b: int(b.c), _of_c1)],
     "RepNCSPELAN4": [
         Hidden("c3", lambda b: _conv_out(b.cv1), _exact, halves=True),
         Hidden("c4", lambda b: _conv_out(b.cv2[-1]), _exact),
@@ -307,9 +305,9 @@ def native_yaml(model: nn.Module, example: torch.Tensor, align: int | None = Non
             c2 = c1 if name in _SAME_WIDTH or (type(layer) is nn.Sequential and len(layer) > 1) else width
             values[params.index("c2") if "c2" in params else 1] = c2
             for rule in rules:
-                hidden = rule.read(ref_block if rule.fixed(block) else block)
-                if align is not None and not rule.fixed(block):
-                    hidden = _aligned(hidden, rule.read(ref_block), rule.step(align))
+                hidden = rule.read(block)
+                if align is not None:
+                    hidden = _aligned(hidden, rule.read(ref_block), rule.step(align, ref_block))
                 values[params.index(rule.param)] = rule.to_arg(hidden, c1, c2)
             if name in _REPEAT or name == "HGBlock":  # parse_model inserts n: the YAML says it
                 count = _repeats(block)
@@ -322,7 +320,7 @@ def native_yaml(model: nn.Module, example: torch.Tensor, align: int | None = Non
                 params = list(inspect.signature(type(block).__init__).parameters)[1:]
                 hidden = rule.read(block)
                 if align is not None:
-                    hidden = _aligned(hidden, rule.read(ref_block), rule.step(align))
+                    hidden = _aligned(hidden, rule.read(ref_block), rule.step(align, ref_block))
                 args[params.index(rule.param)] = hidden
             outs.append(_passed_width(name, f, outs, width, width_in))
         rows.append([f, n, row[2], args])

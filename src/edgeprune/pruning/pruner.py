@@ -1,9 +1,10 @@
 """Prune whole channels of a ``Detector`` with torch-pruning's dependency graph.
 
-Two allocations: ``uniform`` removes the same fraction of every prunable group (torch-pruning's
-local pruning); ``global`` ranks the channels of all groups together and removes the least
-important ``ratio`` of them, no group losing more than ``max_layer_ratio`` (planned here, see
-``_global_plan``, so that the two halves of a split block end with equal widths). ``global`` can
+Two allocations: ``uniform`` removes the same fraction of every prunable group
+(``_uniform_plan``); ``global`` ranks the channels of all groups together and removes the least
+important ``ratio`` of them, no group losing more than ``max_layer_ratio`` (``_global_plan``).
+Both are planned here, not by torch-pruning's own step, so that the two halves of a split block
+end with equal widths and an attention's stream loses whole heads (``Detector.width_step``). ``global`` can
 rank groups by measured cost instead (``costs``: the accuracy lost per ms saved, from
 ``edgeprune analyze``), channels inside a group still by the criterion; and one group can be
 pruned alone (``group``: what the analysis measures).
@@ -113,14 +114,16 @@ def prune_detector(
             gradients = {
                 "data": data, "batches": config.grad_batches, "imgsz": imgsz, "batch_size": config.grad_batch_size
             }  # fmt: skip
-        plan: _Planner | None = None
+        step = detector.width_step
         if config.native:
             rebuilt = _native_target(detector, config, imgsz=imgsz, data=data, group=group, costs=costs)
-            plan = lambda pruner, pairs: _target_plan(pruner, detector, rebuilt)  # noqa: E731
+            plan: _Planner = lambda pruner, pairs: _target_plan(pruner, detector, rebuilt)  # noqa: E731
         elif group is not None:
-            plan = lambda pruner, pairs: _single_plan(pruner, group, config, pairs)  # noqa: E731
+            plan = lambda pruner, pairs: _single_plan(pruner, group, config, pairs, step)  # noqa: E731
         elif config.allocation == "global":
-            plan = lambda pruner, pairs: _global_plan(pruner, config, pairs, costs)  # noqa: E731
+            plan = lambda pruner, pairs: _global_plan(pruner, config, pairs, costs, step)  # noqa: E731
+        else:
+            plan = lambda pruner, pairs: _uniform_plan(pruner, config, pairs, step)  # noqa: E731
         planned = _prune_in_place(detector, criterion(), config, gradients, plan)
         if config.native:
             detector.commit_native()
@@ -137,10 +140,9 @@ def _prune_in_place(
     importance: Any,
     config: PruneConfig,
     gradients: dict[str, Any] | None,
-    plan: _Planner | None,
+    plan: _Planner,
 ) -> dict[str, int]:
-    """Prune ``detector`` as ``plan`` says (None: torch-pruning's uniform step); the channels kept
-    by each group a plan pruned (by group name)."""
+    """Prune ``detector`` as ``plan`` says; the channels kept by each group it pruned (by group name)."""
     planned: dict[str, int] = {}
     with detector.prunable() as module:
         was_training = module.training
@@ -159,15 +161,12 @@ def _prune_in_place(
                     batch_size=gradients["batch_size"],
                 )
             module.eval()  # tracing in train mode would update BatchNorm statistics
-            pruner = _meta_pruner(detector, module, importance, config, uniform=plan is None)
-            if plan is None:
-                pruner.step()
-            else:
-                for step in plan(pruner, detector.equal_widths()):
-                    group = pruner.DG.get_pruning_group(step.root, step.handler, step.indices())
-                    if pruner.DG.check_pruning_group(group):
-                        group.prune()
-                        planned[step.name] = step.keep
+            pruner = _meta_pruner(detector, module, importance, config)
+            for step in plan(pruner, detector.equal_widths()):
+                group = pruner.DG.get_pruning_group(step.root, step.handler, step.indices())
+                if pruner.DG.check_pruning_group(group):
+                    group.prune()
+                    planned[step.name] = step.keep
         finally:
             for p in module.parameters():
                 p.requires_grad_(grads.get(p, True))
@@ -177,18 +176,16 @@ def _prune_in_place(
     return planned
 
 
-def _meta_pruner(
-    detector: Detector, module: Any, importance: Any, config: PruneConfig, *, uniform: bool = False
-) -> Any:
-    """torch-pruning's pruner over ``module`` (inside ``detector.prunable()``); ``uniform``: its
-    own step removes ``config.ratio`` of every group, else plans here say what goes."""
+def _meta_pruner(detector: Detector, module: Any, importance: Any, config: PruneConfig) -> Any:
+    """torch-pruning's pruner over ``module`` (inside ``detector.prunable()``): its dependency
+    graph and importance scores; the plans here say what goes."""
     import torch_pruning as tp
 
     return tp.pruner.MetaPruner(
         module,
         detector.example_input(detector.trace_imgsz()),
         importance=importance,
-        pruning_ratio=config.ratio if uniform else 0.0,
+        pruning_ratio=0.0,
         max_pruning_ratio=config.max_layer_ratio,
         ignored_layers=detector.ignored_layers(),
         round_to=config.round_to,
@@ -207,7 +204,7 @@ def prunable_groups(detector: Detector, round_to: int = 1) -> list[tuple[str, in
         module.eval()
         try:
             pruner = _meta_pruner(detector, module, IMPORTANCE.get("l2")(), config)
-            plans = _group_plans(pruner, with_importance=False)
+            plans = _group_plans(pruner, with_importance=False, width_step=detector.width_step)
             partner = _partners(plans, detector.equal_widths())
         finally:
             module.train(was_training)
@@ -224,6 +221,7 @@ def prunable_groups(detector: Detector, round_to: int = 1) -> list[tuple[str, in
 
 # --- global allocation ---------------------------------------------------------------------------
 _Planner = Callable[[Any, list[tuple[Any, Any]]], list["_GroupPlan"]]
+"""(torch-pruning's pruner, pairs of layers of equal width) -> the groups to prune, with their keeps."""
 
 
 @dataclass
@@ -237,6 +235,7 @@ class _GroupPlan:
     ch_groups: int  # > 1 when the channels come in repeated groups (ADown's halved inputs)
     layers: set = field(default_factory=set)  # every layer whose output channels the group prunes
     keep: int = 0  # channels kept (all channel groups together)
+    step: int = 1  # kept counts are multiples of this (an attention's head width, ``Detector.width_step``)
 
     @property
     def channels(self) -> int:
@@ -266,9 +265,12 @@ def channel_groups(pruner: Any, group: Any) -> int:
     return max(counts)
 
 
-def _group_plans(pruner: Any, with_importance: bool = True) -> list[_GroupPlan]:
+def _group_plans(
+    pruner: Any, with_importance: bool = True, width_step: Callable[[Any], int] | None = None
+) -> list[_GroupPlan]:
     """Every prunable group, keeping all its channels, with the criterion's scores (torch-pruning's
-    normalised scores, comparable across groups) computed on the unpruned model."""
+    normalised scores, comparable across groups) computed on the unpruned model; ``width_step``
+    (``Detector.width_step``) gives each group's step from its layers."""
     import torch
 
     DG = pruner.DG
@@ -289,6 +291,8 @@ def _group_plans(pruner: Any, with_importance: bool = True) -> list[_GroupPlan]:
         plan = _GroupPlan(names.get(root, str(root)), root, handler, scores.detach().float().cpu(), ch_groups)
         plan.layers = {dep.target.module for dep, _ in group if DG.is_out_channel_pruning_fn(dep.handler)}
         plan.keep = plan.channels
+        if width_step is not None:
+            plan.step = math.lcm(1, *(width_step(layer) for layer in plan.layers))
         plans.append(plan)
     return plans
 
@@ -317,30 +321,60 @@ def _equalize_pairs(plans: list[_GroupPlan], pairs: list[tuple[Any, Any]], *, la
             if pa is None or pb is None or pa is pb or pa.keep == pb.keep:
                 continue
             keep = max(pa.keep, pb.keep) if larger else min(pa.keep, pb.keep)
+            step = math.lcm(pa.step, pb.step)  # a half carrying attention keeps whole heads
+            keep = min(math.ceil(keep / step) * step, pa.channels, pb.channels)
             for p in (pa, pb):
                 if p.keep != keep:
-                    p.keep = min(keep, p.channels)
+                    p.keep = keep
                     changed = True
 
 
+def _uniform_plan(
+    pruner: Any, config: PruneConfig, pairs: list[tuple[Any, Any]], width_step: Callable[[Any], int]
+) -> list[_GroupPlan]:
+    """Every group loses ``config.ratio`` of its channels (rounded as ``_rounded_keep`` says),
+    its least important first."""
+    plans = _group_plans(pruner, width_step=width_step)
+    for plan in plans:
+        plan.keep = _rounded_keep(
+            round(plan.channels * (1 - config.ratio)), plan.channels, plan.ch_groups, config.round_to,
+            config.max_layer_ratio, plan.step,
+        )  # fmt: skip
+    _equalize_pairs(plans, pairs)
+    return [p for p in plans if p.keep < p.channels]
+
+
 def _single_plan(
-    pruner: Any, name: str, config: PruneConfig, pairs: list[tuple[Any, Any]]
+    pruner: Any,
+    name: str,
+    config: PruneConfig,
+    pairs: list[tuple[Any, Any]],
+    width_step: Callable[[Any], int],
 ) -> list[_GroupPlan]:
     """Only group ``name`` (and its partner) loses ``config.ratio`` of its channels."""
-    plans = _group_plans(pruner)
+    plans = _group_plans(pruner, width_step=width_step)
     chosen = [p for p in plans if p.name == name]
     if not chosen:
         raise EdgepruneError(f"no prunable group named {name!r}; see prunable_groups()")
     plan = chosen[0]
     plan.keep = _rounded_keep(
-        round(plan.channels * (1 - config.ratio)), plan.channels, plan.ch_groups, config.round_to, 0.999
+        round(plan.channels * (1 - config.ratio)),
+        plan.channels,
+        plan.ch_groups,
+        config.round_to,
+        0.999,
+        plan.step,
     )
     _equalize_pairs(plans, pairs, larger=False)
     return [p for p in plans if p.keep < p.channels]
 
 
 def _global_plan(
-    pruner: Any, config: PruneConfig, pairs: list[tuple[Any, Any]], costs: GroupCosts | None = None
+    pruner: Any,
+    config: PruneConfig,
+    pairs: list[tuple[Any, Any]],
+    costs: GroupCosts | None = None,
+    width_step: Callable[[Any], int] | None = None,
 ) -> list[_GroupPlan]:
     """How many channels each group keeps when the least important ``ratio`` of all channels go.
 
@@ -352,7 +386,7 @@ def _global_plan(
     counts (``_equalize_pairs``).
     """
     ratio, round_to, max_layer_ratio = config.ratio, config.round_to, config.max_layer_ratio
-    plans = _group_plans(pruner)
+    plans = _group_plans(pruner, width_step=width_step)
     if not plans:
         return []
 
@@ -378,7 +412,9 @@ def _global_plan(
         removed += plans[i].ch_groups
 
     for plan in plans:
-        plan.keep = _rounded_keep(plan.keep, plan.channels, plan.ch_groups, round_to, max_layer_ratio)
+        plan.keep = _rounded_keep(
+            plan.keep, plan.channels, plan.ch_groups, round_to, max_layer_ratio, plan.step
+        )
     _equalize_pairs(plans, pairs)
     return [p for p in plans if p.keep < p.channels]
 
@@ -436,9 +472,12 @@ def _out_width(pruner: Any, layer: Any) -> int | None:
         return None
 
 
-def _rounded_keep(keep: int, channels: int, ch_groups: int, round_to: int, max_layer_ratio: float) -> int:
-    """``keep`` to the nearest multiple of the alignment, at least the ``max_layer_ratio`` limit."""
-    step = math.lcm(round_to, ch_groups)
+def _rounded_keep(
+    keep: int, channels: int, ch_groups: int, round_to: int, max_layer_ratio: float, step: int = 1
+) -> int:
+    """``keep`` to the nearest multiple of the alignment (``round_to``, the channel groups and the
+    group's own ``step``), at least the ``max_layer_ratio`` limit."""
+    step = math.lcm(round_to, ch_groups, step)
     if channels <= step:
         return channels  # too narrow to round: left whole
     floor = math.ceil(channels * (1 - max_layer_ratio) / step) * step  # the limit, rounded up
