@@ -13,9 +13,12 @@ can drop, then 50% of all channels, global l2, round_to 8), saved with its ``pru
 fresh process that never imports edgeprune, plain Ultralytics: ``YOLO("pruned.yaml")`` builds the
 same shapes; ``YOLO("pruned.pt").train(epochs=1)`` at a zero learning rate starts from exactly
 the pruned tensors (compared one by one when training starts), keeps every shape, and its first
-validation scores what ``val`` scored before training; then ``yolo train model=pruned.pt``
+validation scores what ``val`` scored before training (augmentation off: at a zero rate only
+BatchNorm statistics move, and on augmented images they move further); then ``yolo train model=pruned.pt``
 (the CLI) trains one epoch. Seg, pose and OBB models train on the synthetic set relabelled for
-their task (``edgeprune.data.tasks``).
+their task (``edgeprune.data.tasks``). The weights being untrained, both mAPs are ~0 there; the
+last row does the same with the demo's trained YOLOv8n (native-pruned 20%), where the first
+validation must score what the pruned model scored. ``--update`` replaces only the rows run.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 DETECT = [
     "yolov3-tinyu.yaml",
@@ -58,20 +62,21 @@ print(json.dumps(out))
 PLAIN_RETRAIN = """
 import json, sys, torch
 from ultralytics import RTDETR, YOLO
-ckpt, cfg, data, rtdetr, project = sys.argv[1:6]
+ckpt, cfg, data, rtdetr, project, imgsz = *sys.argv[1:6], int(sys.argv[6])
 load = RTDETR if rtdetr == "1" else YOLO
 m = load(ckpt)
 pruned = {k: v.detach().float().clone() for k, v in m.model.state_dict().items()}
 shapes = {k: tuple(v.shape) for k, v in pruned.items()}
 out = {"yaml_builds": {k: tuple(v.shape) for k, v in load(cfg).model.state_dict().items()} == shapes}
-val = m.val(data=data, imgsz=64, batch=4, plots=False, verbose=False, device="cpu", workers=0)
+val = m.val(data=data, imgsz=imgsz, batch=4, plots=False, verbose=False, device="cpu", workers=0)
 out["val_map"] = float(val.results_dict["metrics/mAP50-95(B)"])
 def at_start(trainer):
     sd = {k: v.float() for k, v in trainer.model.state_dict().items()}
     out["starts_from_pruned"] = sorted(sd) == sorted(pruned) and all(torch.equal(sd[k], v) for k, v in pruned.items())
 m.add_callback("on_pretrain_routine_end", at_start)
-m.train(data=data, epochs=1, imgsz=64, batch=4, workers=0, device="cpu", plots=False, amp=False, optimizer="SGD",
-        lr0=0.0, warmup_epochs=0, warmup_bias_lr=0.0, mosaic=0.0, fliplr=0.0, project=project, name="lr0",
+m.train(data=data, epochs=1, imgsz=imgsz, batch=4, workers=0, device="cpu", plots=False, amp=False, optimizer="SGD",
+        lr0=0.0, warmup_epochs=0, warmup_bias_lr=0.0, mosaic=0.0, fliplr=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0,
+        translate=0.0, scale=0.0, project=project, name="lr0",
         exist_ok=True, verbose=False)
 out["first_epoch_map"] = float(m.trainer.metrics["metrics/mAP50-95(B)"])
 last = torch.load(m.trainer.last, map_location="cpu", weights_only=False)
@@ -83,21 +88,60 @@ print(json.dumps(out))
 
 
 def native_row(model: str, work: Path, data: Path) -> dict:
-    """Native-prune ``model``, then retrain it with plain Ultralytics (``PLAIN_RETRAIN``, the CLI)."""
+    """Native-prune ``model`` (built from its YAML), then retrain it with plain Ultralytics."""
     from edgeprune.models import load_model
+
+    return _native_retrained(load_model(model, nc=6), Path(model).stem, work, data, ratio=0.5, imgsz=64)
+
+
+def trained_row(work: Path) -> dict:
+    """The demo's trained YOLOv8n, native-pruned 20%: does Ultralytics' first validation (at a
+    zero learning rate) score what it scored before training? Its data: the demo's synthetic set,
+    the 100 validation images as the train split too (one quick epoch)."""
+    from edgeprune.data import make_synthetic_dataset
+    from edgeprune.demo import BASELINE_ASSET, DemoSettings, load_portable
+
+    s = DemoSettings()
+    data = make_synthetic_dataset(work / "demo", n_train=s.n_train, n_val=s.n_val, imgsz=s.imgsz, seed=s.seed)
+    small = work / "demo-val.yaml"
+    small.write_text(data.read_text().replace("train: images/train", "train: images/val"))
+    det, _ = load_portable(BASELINE_ASSET)
+    row = {"model": "yolov8n (the demo's trained baseline)"}
+    row.update(
+        _native_retrained(det, "demo", work, small, ratio=0.2, imgsz=s.imgsz, depth=False, bn_images=100)
+    )
+    return row
+
+
+def _native_retrained(
+    det: Any,
+    stem: str,
+    work: Path,
+    data: Path,
+    *,
+    ratio: float,
+    imgsz: int,
+    depth: bool = True,
+    bn_images: int = 0,
+) -> dict:
+    """``det`` native-pruned (every other repeat its config can drop, then ``ratio`` of all
+    channels), its BatchNorm statistics re-estimated on ``bn_images`` train images (as the
+    search does; 0: not), saved, and trained one epoch by plain Ultralytics (``PLAIN_RETRAIN``,
+    the CLI). A zero learning rate still updates BatchNorm statistics in train mode: without
+    re-estimation, the first validation scores the refreshed statistics, not the pruned model."""
     from edgeprune.pruning import PruneConfig, prune_detector
 
-    det = load_model(model, nc=6)
     t0 = time.perf_counter()
-    units = det.repeats(native=True)
+    units = det.repeats(native=True)[::2] if depth else []
     if units:
-        det.remove_repeats(units[::2], native=True)
-    report = prune_detector(det, PruneConfig(0.5, "l2", "global", 0.8, 8, native=True), imgsz=640)
+        det.remove_repeats(units, native=True)
+    report = prune_detector(det, PruneConfig(ratio, "l2", "global", 0.8, 8, native=True), imgsz=640)
+    if bn_images:
+        det.recalibrate_batchnorm(data, imgsz=imgsz, images=bn_images)
     row = {
-        "native_prune_s": round(time.perf_counter() - t0, 2), "native_repeats_removed": len(units[::2]),
+        "native_prune_s": round(time.perf_counter() - t0, 2), "native_repeats_removed": len(units),
         "native_params": report.after["params"], "native_macs_640": report.after["macs"],
     }  # fmt: skip
-    stem = Path(model).stem
     ckpt = det.save(work / stem / "pruned.pt")
     if det.task != "detect":
         from edgeprune.data.tasks import task_dataset
@@ -107,14 +151,14 @@ def native_row(model: str, work: Path, data: Path) -> dict:
     rtdetr = "1" if stem.startswith("rtdetr") else "0"
     out = subprocess.run(
         [sys.executable, "-c", PLAIN_RETRAIN, str(ckpt), str(ckpt.with_suffix(".yaml")), str(data), rtdetr,
-         str(work / stem / "runs")],
+         str(work / stem / "runs"), str(imgsz)],
         capture_output=True, text=True, env=env, cwd=work, timeout=1200,
     )  # fmt: skip
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     row.update(json.loads(lines[-1]) if lines else {"native_error": out.stderr.strip().splitlines()[-1:]})
     yolo = Path(sys.executable).with_name("yolo")
     cli = subprocess.run(
-        [str(yolo), "train", f"model={ckpt}", f"data={data}", "epochs=1", "imgsz=64", "batch=4", "workers=0",
+        [str(yolo), "train", f"model={ckpt}", f"data={data}", "epochs=1", f"imgsz={imgsz}", "batch=4", "workers=0",
          "device=cpu", "plots=False", "amp=False", f"project={work / stem / 'cli'}", "name=t", "exist_ok=True"],
         capture_output=True, text=True, env=env, cwd=work, timeout=1200,
     )  # fmt: skip
@@ -154,6 +198,10 @@ def main() -> None:
     )
     parser.add_argument("--models", nargs="+", default=DETECT + TASKS)
     parser.add_argument("--no-native", action="store_true")
+    parser.add_argument("--no-trained", action="store_true", help="skip the demo baseline's row")
+    parser.add_argument(
+        "--update", action="store_true", help="replace these models' rows in --json, keep the rest"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -165,11 +213,8 @@ def main() -> None:
         rows = []
         print(f"{'model':<18} {'prune s':>7} {'params M':>14} {'GMACs@640':>14}  reload predict val export")
         for model in args.models:
-            row = (
-                run(model, work, data)
-                if "-" not in Path(model).stem or "rtdetr" in model
-                else {"model": model}
-            )
+            task = Path(model).stem.rsplit("-", 1)[-1] in ("seg", "pose", "obb")
+            row = {"model": model} if task else run(model, work, data)  # run() validates detection
             if not args.no_native:
                 row.update(native_row(model, work, data))
             rows.append(row)
@@ -179,7 +224,17 @@ def main() -> None:
                 f"{k}={'ok' if row.get(k) else '-'}" for k in keys if k in row or "native_prune_s" in row
             )
             print(f"{model:<20} {ok}  {row.get('error', '')}{row.get('native_error', '')}", flush=True)
+        if not args.no_native and not args.no_trained:
+            row = trained_row(work)
+            print(
+                f"{row['model']}: val {row.get('val_map')} first epoch {row.get('first_epoch_map')}",
+                flush=True,
+            )
+            rows.append(row)
     if args.json:
+        if args.update and args.json.is_file():
+            mine = {r["model"] for r in rows}
+            rows = [r for r in json.loads(args.json.read_text()) if r["model"] not in mine] + rows
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -78,8 +78,12 @@ def test_native_prune_is_rebuilt_by_its_config(cfg, tmp_path):
     report = _native(det)
     assert det.native
     assert report.after["macs"] < 0.85 * report.before["macs"], (report.before, report.after)
-    assert mismatches(det.module, rebuild(det.module, det.module.yaml)) == []
+    rebuilt = rebuild(det.module, det.module.yaml)
+    assert mismatches(det.module, rebuilt) == []
     assert predictions(det, x).shape == shape
+    rebuilt.load_state_dict(det.module.state_dict())  # same shapes is not enough: same function
+    twin = load_model(rebuilt)
+    assert torch.allclose(predictions(twin, x), predictions(det, x), atol=1e-4)
     widths = [row[3][0] for row in det.module.yaml["backbone"] + det.module.yaml["head"]]
     assert all(w % 8 == 0 for w in widths if isinstance(w, int) and w > 8)
 
@@ -96,14 +100,6 @@ def test_native_prune_is_rebuilt_by_its_config(cfg, tmp_path):
     y = y[0] if isinstance(y, (tuple, list)) else y
     y = y[0] if isinstance(y, (tuple, list)) else y
     assert torch.allclose(y, predictions(det, x), atol=1e-4)
-
-
-def test_ratio_zero_changes_no_weight():
-    det = _build("yolo11n.yaml")
-    x = torch.rand(1, 3, 64, 64)
-    ref = predictions(det, x)
-    prune_detector(det, PruneConfig(0.0, "l2", "global", native=True), imgsz=64)
-    assert torch.equal(predictions(det, x), ref)
 
 
 def test_alignment_is_the_coarser_of_8_and_round_to():
@@ -128,8 +124,11 @@ def test_attention_loses_whole_heads_ultralytics_builds():
     assert (c2psa.c, attn.num_heads, attn.head_dim) == (64, 1, 64)
     assert c2psa.cv1.conv.in_channels < 256  # the stream around it is pruned
     det12 = _build("yolo12n.yaml")
+    blocks = [m for m in det12.module.modules() if type(m).__name__ == "AAttn"]
+    before = [a.num_heads for a in blocks]
     _native(det12, depth=False)
-    for a in (m for m in det12.module.modules() if type(m).__name__ == "AAttn"):
+    assert any(a.num_heads < n for a, n in zip(blocks, before, strict=True))
+    for a in blocks:
         assert a.head_dim == 32 and a.all_head_dim == a.num_heads * 32  # ABlock: c // 32 heads
 
 
@@ -139,6 +138,19 @@ def test_free_pruned_model_is_refused(tmp_path):
     prune_detector(det, PruneConfig(0.3, "l2", "global"), imgsz=64)  # freely, after
     assert not det.native and not load_model(det.save(tmp_path / "free.pt")).native
     assert not (tmp_path / "free.yaml").exists()
+
+
+def test_a_stale_native_config_goes_and_a_users_own_stays(tmp_path):
+    det = _build("yolov8n.yaml")
+    _native(det, ratio=0.2, depth=False)
+    det.save(tmp_path / "m.pt")
+    assert (tmp_path / "m.yaml").is_file()
+    prune_detector(det, PruneConfig(0.2, "l2", "global"), imgsz=64)
+    det.save(tmp_path / "m.pt")  # freely pruned now: the old pruned config would mislead
+    assert not (tmp_path / "m.yaml").exists()
+    (tmp_path / "m.yaml").write_text("nc: 6\n")  # a config the user keeps next to it
+    det.save(tmp_path / "m.pt")
+    assert (tmp_path / "m.yaml").read_text() == "nc: 6\n"
     with pytest.raises(EdgepruneError, match="prune the unpruned model"):
         _native(det, depth=False)
 
@@ -167,7 +179,8 @@ m.add_callback("on_pretrain_routine_end", at_start)
 # a zero learning rate: the first validation must score what the pruned model scores
 m.train(data=data, epochs=1, imgsz=imgsz, batch=8, workers=0, device="cpu", plots=False, amp=False,
         optimizer="SGD", lr0=0.0, warmup_epochs=0, warmup_bias_lr=0.0, project=sys.argv[4], name="t",
-        exist_ok=True, verbose=False, fliplr=0.0, mosaic=0.0)
+        exist_ok=True, verbose=False, fliplr=0.0, mosaic=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, translate=0.0,
+        scale=0.0)
 final = m.trainer.model.state_dict() if hasattr(m.trainer, "model") else m.model.state_dict()
 seen["kept_shapes"] = all(final[k].shape == v.shape for k, v in pruned.items() if k in final)
 seen["map50_95"] = float(m.trainer.metrics.get("metrics/mAP50-95(B)", -1))

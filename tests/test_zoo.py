@@ -203,31 +203,35 @@ def test_area_attention_loses_whole_heads_with_its_stream():
         assert a.qkv.conv.out_channels == 3 * a.all_head_dim == 3 * a.proj.conv.in_channels
 
 
-def test_the_least_important_head_is_the_one_removed():
-    """Heads are ranked by their weights' importance: a head whose q/k/v rows and projection
-    columns are zero goes first, with its slices of qkv, pe and proj; a stream cut that is not
-    a whole number of heads is refused."""
-    from ultralytics.nn.modules.block import Attention
+@pytest.mark.parametrize("kind", ["Attention", "AAttn"])
+def test_the_least_important_head_goes_and_the_rest_compute_as_before(kind):
+    """A head whose projection columns are zero contributes nothing: it is ranked last, removed
+    with its slices of qkv, pe and proj, and on the stream channels kept the pruned module
+    computes exactly what the stock one did (removed stream channels fed zeros)."""
+    from ultralytics.nn.modules.block import AAttn, Attention
 
     from edgeprune.errors import EdgepruneError
 
     torch.manual_seed(0)
-    attn = Attention(128, num_heads=2).eval()
-    rows, hd = attn.qkv.conv.out_channels // 2, attn.head_dim
+    attn = (Attention(128, num_heads=2) if kind == "Attention" else AAttn(64, num_heads=2)).eval()
+    c, hd = attn.qkv.conv.in_channels, attn.head_dim
     with torch.no_grad():
-        attn.qkv.conv.weight[rows:] = 0
-        attn.proj.conv.weight[:, hd:] = 0
-    head0 = attn.qkv.conv.weight[:rows].clone()
+        attn.proj.conv.weight[:, :hd] = 0  # head 0 silenced
+    x = torch.rand(1, c, 4, 4)
+    stream = list(range(c - hd, c))  # the stream's last head-width of channels go
+    x[:, stream] = 0
+    with torch.no_grad():
+        ref = attn(x)
     opaque = OpaqueAttention(attn, stream_prunable=True)
-    assert int(opaque.head_scores().argmin()) == 1
-    with pytest.raises(EdgepruneError, match="whole heads of 64 channels"):
+    assert int(opaque.head_scores().argmin()) == 0
+    with pytest.raises(EdgepruneError, match=f"whole heads of {hd} channels"):
         opaque.remove_heads(list(range(10)))
-    stream = list(range(64, 128))  # the stream's last 64 channels go, and with them one head
     opaque.remove_heads(stream)
     assert attn.num_heads == 1 and attn.head_dim == hd
-    assert torch.equal(attn.qkv.conv.weight, head0[:, :64])  # head 0's rows, on the kept stream
-    assert attn.pe.conv.groups == attn.pe.conv.out_channels == attn.proj.conv.in_channels == 64
-    assert attn(torch.rand(1, 64, 4, 4)).shape == (1, 64, 4, 4)  # the stock forward runs
+    kept = [i for i in range(c) if i not in stream]
+    with torch.no_grad():
+        out = attn(x[:, kept])
+    assert torch.allclose(out, ref[:, kept], atol=1e-5)
 
 
 def test_opaque_attention_gradients_match_stock():

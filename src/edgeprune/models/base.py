@@ -67,8 +67,10 @@ class Detector(ABC):
         return {}
 
     @contextmanager
-    def prunable(self) -> Iterator[nn.Module]:
-        """Rewrite blocks into prunable equivalents for the duration of the block, then restore."""
+    def prunable(self, rank_by_gradients: bool = False) -> Iterator[nn.Module]:
+        """Rewrite blocks into prunable equivalents for the duration of the block, then restore.
+        ``rank_by_gradients``: the criterion has gradients (Taylor), so units a rewrite ranks
+        itself (an attention's heads) are ranked by them too."""
         yield self.module
 
     def width_step(self, layer: nn.Module) -> int:
@@ -83,6 +85,13 @@ class Detector(ABC):
     # --- native pruning: widths the model's own config can say --------------------------------
     native: bool = False
     """True once native pruning has rewritten the model's config to build its pruned shapes."""
+
+    def require_native_config(self) -> None:
+        """Raise ``EdgepruneError`` unless native pruning can start from this model (its config
+        rebuilds it)."""
+        raise OptionError(
+            f"native pruning is for Ultralytics models; {self.family} models have no config to rewrite"
+        )
 
     def native_plan(self, free: Detector, align: int) -> Any:
         """The model native pruning prunes to: ``free`` (this model pruned without constraints)

@@ -37,6 +37,7 @@ from edgeprune.models.ultralytics_blocks import (
 )
 
 _CONFIG_SUFFIXES = (".yaml", ".yml")
+_CONFIG_HEADER = "# Written by edgeprune: the native-pruned network; Ultralytics builds it as it is.\n"
 
 
 class FirstOutput(nn.Module):
@@ -150,10 +151,10 @@ class UltralyticsDetector(Detector):
         return [(m.cv_a.conv, m.cv_b.conv) for m in self.module.modules() if isinstance(m, HalvesSplit)]
 
     @contextmanager
-    def prunable(self) -> Iterator[nn.Module]:
+    def prunable(self, rank_by_gradients: bool = False) -> Iterator[nn.Module]:
         """Blocks rewritten into prunable equivalents (identical outputs); stock blocks again on exit."""
         stock = {m: name for name, m in self.module.named_modules()}
-        rewrites = Rewrites().apply(self.module)
+        rewrites = Rewrites().apply(self.module, rank_by_gradients=rank_by_gradients)
         self._rewrites, self._stock_names = rewrites, stock
         try:
             yield self.module
@@ -162,17 +163,25 @@ class UltralyticsDetector(Detector):
             rewrites.undo()
 
     # --- native pruning ----------------------------------------------------------------------
-    def native_plan(self, free: Detector, align: int) -> nn.Module:
-        from edgeprune.models.ultralytics_native import mismatches, native_yaml, rebuild
+    def require_native_config(self) -> None:
+        from edgeprune.models.ultralytics_native import mismatches, rebuild
 
         cfg = getattr(self.module, "yaml", None)
-        current = rebuild(self.module, cfg) if isinstance(cfg, dict) else None
-        bad = mismatches(self.module, current) if current is not None else ["no model.yaml"]
+        if not isinstance(cfg, dict) or "backbone" not in cfg:
+            raise EdgepruneError(
+                "native pruning rewrites the model's config (model.yaml), and this model carries none: "
+                "load it from an Ultralytics checkpoint or model YAML"
+            )
+        bad = mismatches(self.module, rebuild(self.module, cfg))
         if bad:
             raise EdgepruneError(
                 "native pruning starts from a model its own config rebuilds (unpruned, or pruned "
                 f"with --native), and this one differs ({'; '.join(bad[:3])}): prune the unpruned model"
             )
+
+    def native_plan(self, free: Detector, align: int) -> nn.Module:
+        from edgeprune.models.ultralytics_native import native_yaml, rebuild
+
         return rebuild(self.module, native_yaml(free.module, self.example_input(self.trace_imgsz()), align))
 
     def native_width(self, layer: nn.Module, target: nn.Module) -> int | None:
@@ -200,9 +209,13 @@ class UltralyticsDetector(Detector):
             unwrap_single_repeats,
         )
 
+        self.native = False  # until the rewritten config is shown to rebuild the model
         unwrap_single_repeats(self.module)
         cfg = native_yaml(self.module, self.example_input(self.trace_imgsz()))
-        bad = mismatches(self.module, rebuild(self.module, cfg))
+        rebuilt = rebuild(self.module, cfg)
+        bad = mismatches(self.module, rebuilt)
+        if not bad:
+            bad = _computes_differently(self.module, rebuilt, self.example_input(self.trace_imgsz()))
         if bad:
             raise EdgepruneError(
                 f"native pruning left {len(bad)} tensors its config cannot rebuild "
@@ -343,20 +356,29 @@ class UltralyticsDetector(Detector):
             "train_args": dict(getattr(self.module, "args", {}) or {}),
             "edgeprune": {**(metadata or {}), "native": self.native},
         }
+        config = path.with_suffix(".yaml")
+        staged = self._stage_config(config) if self.native else None
         tmp = path.with_name(f".{path.name}.tmp")
         torch.save(ckpt, tmp)
         tmp.replace(path)  # a kill mid-write leaves the previous file or none, never half of one
-        if self.native:
-            self.save_config(path.with_suffix(".yaml"))
+        if staged is not None:
+            staged.replace(config)
+        elif config.is_file() and config.read_text(errors="replace").startswith(_CONFIG_HEADER):
+            config.unlink()  # ours, from an earlier native save: it no longer describes this model
         return path
 
     def save_config(self, path: Path) -> Path:
         """Write the model's config (``model.yaml``) as a YAML file: after native pruning,
         ``ultralytics.YOLO(path)`` builds the pruned shapes (untrained)."""
+        self._stage_config(path).replace(path)
+        return path
+
+    def _stage_config(self, path: Path) -> Path:
+        """The config written next to ``path`` under a temporary name, to be moved into place."""
         import yaml
 
         cfg = {k: v for k, v in self.module.yaml.items() if k != "yaml_file"}
-        lines = ["# Written by edgeprune: the native-pruned network; Ultralytics builds it as it is."]
+        lines = [_CONFIG_HEADER.rstrip("\n")]
         lines.append(
             yaml.safe_dump({k: v for k, v in cfg.items() if k not in ("backbone", "head")}, sort_keys=False)
         )
@@ -366,10 +388,10 @@ class UltralyticsDetector(Detector):
                 for row in cfg[part]
             ]
             lines += [f"{part}:", *rows]
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text("\n".join(lines) + "\n")
-        tmp.replace(path)
-        return path
+        return tmp
 
     # --- training and validation -------------------------------------------------------
     def _check_data(self, data: str | Path) -> dict:
@@ -538,6 +560,24 @@ class UltralyticsDetector(Detector):
             head = re.escape(f"model.{i}")
             known = {"box_decode": rf"/{head}/[^/]+$", "dfl": rf"/{head}/dfl/"}
         return [known[p] for p in parts if p in known]
+
+
+def _computes_differently(model: nn.Module, rebuilt: nn.Module, example: torch.Tensor) -> list[str]:
+    """Empty if ``rebuilt``, given ``model``'s weights, predicts what ``model`` predicts on
+    ``example`` (shapes alone miss e.g. an attention's head count); else what differs."""
+    rebuilt.load_state_dict(model.state_dict())
+    rebuilt.to(example.device)
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            a, b = FirstOutput(model)(example), FirstOutput(rebuilt.eval())(example)
+    finally:
+        model.train(was_training)
+    a, b = (y[0] if isinstance(y, (tuple, list)) else y for y in (a, b))
+    if a.shape == b.shape and torch.allclose(a, b, atol=1e-4, rtol=1e-3):
+        return []
+    return [f"predictions differ (max {float((a - b).abs().max()) if a.shape == b.shape else 'shape'})"]
 
 
 def _metrics(stats: dict[str, Any]) -> dict[str, float]:

@@ -220,11 +220,12 @@ class OpaqueAttention(nn.Module):
     """An attention module seen by the dependency graph as one layer (see ``_attention_pruner``).
 
     ``stream_prunable``: its stream can lose whole heads (``Attention``, ``AAttn``); otherwise it
-    is kept whole (AIFI)."""
+    is kept whole (AIFI). ``rank_by_gradients``: heads are ranked by Taylor importance (the
+    criterion accumulated gradients), else by their weights' norm."""
 
-    def __init__(self, attn: nn.Module, stream_prunable: bool):
+    def __init__(self, attn: nn.Module, stream_prunable: bool, rank_by_gradients: bool = False):
         super().__init__()
-        self.attn, self.stream_prunable = attn, stream_prunable
+        self.attn, self.stream_prunable, self.rank_by_gradients = attn, stream_prunable, rank_by_gradients
         # the stream width of a kept-whole module (AIFI has no qkv/proj convs but an embed_dim)
         self.width = attn.ma.embed_dim if hasattr(attn, "ma") else attn.proj.conv.out_channels
         for attr in _ROUTING:  # AIFI is a layer of its own in RT-DETR's layer list
@@ -247,12 +248,12 @@ class OpaqueAttention(nn.Module):
 
     def head_scores(self) -> torch.Tensor:
         """One importance per head, lower pruned first: ``sum |w * grad|`` over the head's ``qkv``
-        rows and ``proj`` input columns if gradients were accumulated, else their squared norm."""
+        rows and ``proj`` input columns with ``rank_by_gradients``, else their squared norm."""
         qkv, proj = self.attn.qkv.conv.weight, self.attn.proj.conv.weight
         heads, rows, hd = self.attn.num_heads, self._head_rows(), self.head_dim
 
         def per_head(w: torch.Tensor, dim: int, size: int) -> torch.Tensor:
-            g = w.grad
+            g = w.grad if self.rank_by_gradients else None
             score = (w * g).abs() if g is not None and g.shape == w.shape else w.square()
             score = score.detach().transpose(0, dim).reshape(heads, size, -1)
             return score.sum(dim=(1, 2))
@@ -324,7 +325,7 @@ class Rewrites:
     def __init__(self) -> None:
         self._done: list[tuple[nn.Module, str, nn.Module]] = []  # (parent, name, prunable form)
 
-    def apply(self, model: nn.Module) -> Rewrites:
+    def apply(self, model: nn.Module, rank_by_gradients: bool = False) -> Rewrites:
         from ultralytics.nn.modules.block import AAttn, Attention
         from ultralytics.nn.modules.transformer import AIFI
 
@@ -332,7 +333,7 @@ class Rewrites:
             for name, child in list(parent.named_children()):
                 if isinstance(child, (Attention, AAttn, AIFI)):
                     prunable = isinstance(child, (Attention, AAttn))  # AIFI is kept whole
-                    self._swap(parent, name, OpaqueAttention(child, stream_prunable=prunable))
+                    self._swap(parent, name, OpaqueAttention(child, prunable, rank_by_gradients))
         from ultralytics.nn.modules.block import CBLinear
 
         bodies = _split_bodies()

@@ -265,16 +265,16 @@ def native_yaml(model: nn.Module, example: torch.Tensor, align: int | None = Non
     """The config that builds ``model``'s widths and repeats with Ultralytics' constructors.
 
     Widths are read off ``model`` (its layer outputs on ``example``, its blocks' hidden widths).
-    With ``align``, each is rounded to a multiple of it (layer outputs of ``max(8, align)``),
+    With ``align``, each is rounded to a multiple of it (layer outputs of ``lcm(8, align)``),
     never above what the current config builds: the config to prune *to*. Without, the config
     that rebuilds ``model`` as it is, if it is native (``mismatches`` checks it).
     """
     built, calls = layer_calls(model)
-    ref = _layer_widths(built, example)
+    ref = _layer_widths(built, example.detach().float().cpu())  # built on the CPU
     live = _layer_widths(model, example)
     cfg = copy.deepcopy({k: v for k, v in model.yaml.items() if k not in ("scales", "scale")})
     cfg["depth_multiple"], cfg["width_multiple"] = 1.0, 1.0
-    channels, out_step = int(cfg.get("channels", 3)), max(8, align or 1)
+    channels, out_step = int(cfg.get("channels", 3)), math.lcm(8, align or 1)
     outs: list[Any] = []  # parse_model's bookkeeping: each layer's output width
 
     def width_in(f: Any) -> Any:

@@ -144,7 +144,7 @@ def _prune_in_place(
 ) -> dict[str, int]:
     """Prune ``detector`` as ``plan`` says; the channels kept by each group it pruned (by group name)."""
     planned: dict[str, int] = {}
-    with detector.prunable() as module:
+    with detector.prunable(rank_by_gradients=gradients is not None) as module:
         was_training = module.training
         grads = {p: p.requires_grad for p in module.parameters()}
         old_grads = {p: p.grad for p in module.parameters()}
@@ -308,7 +308,9 @@ def _partners(plans: list[_GroupPlan], pairs: list[tuple[Any, Any]]) -> dict[str
     return out
 
 
-def _equalize_pairs(plans: list[_GroupPlan], pairs: list[tuple[Any, Any]], *, larger: bool = True) -> None:
+def _equalize_pairs(
+    plans: list[_GroupPlan], pairs: list[tuple[Any, Any]], *, larger: bool = True, round_to: int = 1
+) -> None:
     """The groups of each pair (the two halves of a split block) keep the larger (or smaller) of
     their two counts, each half its own most important channels, so the halves can be merged back
     into the stock block."""
@@ -321,8 +323,11 @@ def _equalize_pairs(plans: list[_GroupPlan], pairs: list[tuple[Any, Any]], *, la
             if pa is None or pb is None or pa is pb or pa.keep == pb.keep:
                 continue
             keep = max(pa.keep, pb.keep) if larger else min(pa.keep, pb.keep)
-            step = math.lcm(pa.step, pb.step)  # a half carrying attention keeps whole heads
-            keep = min(math.ceil(keep / step) * step, pa.channels, pb.channels)
+            # a half carrying attention keeps whole heads: both halves move to a common step,
+            # up for the larger count, down for the smaller, so repeated passes cannot cycle
+            step = math.lcm(round_to, pa.ch_groups, pb.ch_groups, pa.step, pb.step)
+            rounded = math.ceil(keep / step) if larger else max(1, keep // step)
+            keep = min(rounded * step, pa.channels, pb.channels)
             for p in (pa, pb):
                 if p.keep != keep:
                     p.keep = keep
@@ -340,7 +345,7 @@ def _uniform_plan(
             round(plan.channels * (1 - config.ratio)), plan.channels, plan.ch_groups, config.round_to,
             config.max_layer_ratio, plan.step,
         )  # fmt: skip
-    _equalize_pairs(plans, pairs)
+    _equalize_pairs(plans, pairs, round_to=config.round_to)
     return [p for p in plans if p.keep < p.channels]
 
 
@@ -365,7 +370,7 @@ def _single_plan(
         0.999,
         plan.step,
     )
-    _equalize_pairs(plans, pairs, larger=False)
+    _equalize_pairs(plans, pairs, larger=False, round_to=config.round_to)
     return [p for p in plans if p.keep < p.channels]
 
 
@@ -415,7 +420,7 @@ def _global_plan(
         plan.keep = _rounded_keep(
             plan.keep, plan.channels, plan.ch_groups, round_to, max_layer_ratio, plan.step
         )
-    _equalize_pairs(plans, pairs)
+    _equalize_pairs(plans, pairs, round_to=round_to)
     return [p for p in plans if p.keep < p.channels]
 
 
@@ -432,6 +437,7 @@ def _native_target(
     """The model native pruning prunes to: what ``config`` would prune freely (on a copy),
     rounded to widths the model's config can say, built by the model's own library
     (``Detector.native_plan``)."""
+    detector.require_native_config()  # before the free pass, which may take gradient batches
     free = detector.clone()
     prune_detector(free, config.with_changes(native=False), imgsz=imgsz, data=data, group=group, costs=costs)
     return detector.native_plan(free, align=config.round_to)
