@@ -15,7 +15,7 @@ A mode ``output-VARIANT`` is output distillation with the weights or temperature
 ``KD_VARIANTS``. ``--kd-teacher`` distils from another checkpoint (e.g. ``hard_benchmark.py``'s
 ``baseline-ft``: the teacher trained as many more epochs as the student gets) while the student
 stays the one pruned from ``--teacher``; its rows are named ``MODE@STEM``. Each row is kept in
-``--work/rows`` and reused.
+``--work/rows`` and reused; the JSON lists every row there (each naming its teacher).
 """
 
 from __future__ import annotations
@@ -26,12 +26,15 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-# output distillation's weights and temperature per arm (``output`` is ``OutputDistillation()``)
+# output distillation's weights and temperature per arm, absolute (``output`` and ``both`` alone are
+# ``OutputDistillation()``'s defaults, which the ablation chose)
 KD_VARIANTS: dict[str, dict[str, float]] = {
-    "output-w0.25": {"cls_weight": 0.25, "box_weight": 0.25},
-    "output-t1": {"temperature": 1.0},
-    "output-cls": {"box_weight": 0.0},
-    "output-box": {"cls_weight": 0.0},
+    "output-w1": {"cls_weight": 1.0, "box_weight": 1.0, "temperature": 2.0},
+    "output-w0.25": {"cls_weight": 0.25, "box_weight": 0.25, "temperature": 2.0},
+    "output-t1": {"cls_weight": 1.0, "box_weight": 1.0, "temperature": 1.0},
+    "output-cls": {"cls_weight": 1.0, "box_weight": 0.0, "temperature": 2.0},
+    "output-box": {"cls_weight": 0.0, "box_weight": 1.0, "temperature": 2.0},
+    "both-w1": {"cls_weight": 1.0, "box_weight": 1.0, "temperature": 2.0},
 }
 
 
@@ -117,6 +120,9 @@ def main() -> None:
         rows.append(row)
         kept = f" ({got['map50_95'] / teacher_map:.1%} of the teacher)" if teacher_map else ""
         print(f"{name}: mAP50-95 {got['map50_95']:.4f}{kept}", flush=True)
+    # every row measured on this pruned student so far (other teachers' included), each naming its teacher
+    done = {r["mode"] for r in rows}
+    rows += [json.loads(f.read_text()) for f in sorted((work / "rows").glob("*.json")) if f.stem not in done]
     none = next((r["map50_95"] for r in rows if r["mode"] == "none"), None)
     for r in rows:
         r["vs_none_points"] = (r["map50_95"] - none) * 100 if none is not None else None

@@ -31,6 +31,10 @@ import torch.nn.functional as F
 class OutputDistillation:
     """Weights and temperature of output-level distillation.
 
+    The defaults won ``benchmarks/distill_ablation.py`` (docs/benchmarks.md): with a teacher
+    stronger than the student, weights 0.25 gained 0.65 points mAP50-95 over no distillation,
+    where weights 1.0 lost 0.26 and temperature 1 gained 0.24.
+
     Attributes:
         cls_weight: weight of the class term.
         box_weight: weight of the box term.
@@ -38,8 +42,8 @@ class OutputDistillation:
             gradients keep their size as ``T`` changes).
     """
 
-    cls_weight: float = 1.0
-    box_weight: float = 1.0
+    cls_weight: float = 0.25
+    box_weight: float = 0.25
     temperature: float = 2.0
 
     def __post_init__(self) -> None:
