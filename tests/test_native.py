@@ -272,3 +272,13 @@ def test_budget_search_in_native_mode_keeps_every_step_rebuildable(tmp_path, tin
 
     final = load_model(outcome.checkpoint)
     assert mismatches(final.module, YOLO(str(outcome.checkpoint.with_suffix(".yaml"))).model) == []
+
+
+def test_cli_native_prune_writes_and_names_the_config(tmp_path):
+    from conftest import run_cli
+
+    out = run_cli("prune", "yolov8n.yaml", "--target", "cpu-ort-fp32", "--ratio", "0.3", "--native",
+                  "--out", str(tmp_path / "out"))  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"config:     {tmp_path / 'out' / 'pruned.yaml'}" in out.stdout
+    assert load_model(tmp_path / "out" / "pruned.pt").native

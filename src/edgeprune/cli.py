@@ -67,6 +67,11 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         print("dry run: nothing was written")
     else:
         print(f"checkpoint: {outcome.checkpoint}\nreport:     {outcome.report_path}")
+        config = Path(outcome.checkpoint).with_suffix(".yaml")
+        if r.config.native and config.is_file():
+            print(
+                f"config:     {config} (plain Ultralytics retrains the checkpoint: YOLO(checkpoint).train())"
+            )
     return EXIT_OK
 
 
