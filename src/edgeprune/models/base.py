@@ -100,10 +100,10 @@ class Detector(ABC):
             f"native pruning is for Ultralytics models; {self.family} models have no config to rewrite"
         )
 
-    def native_width(self, layer: nn.Module, target: Any) -> int | None:
-        """Inside ``prunable()``: the output width ``target`` (from ``native_plan``) gives ``layer``,
-        or None when it does not constrain it."""
-        return None
+    def native_widths(self, target: Any) -> dict[nn.Module, int]:
+        """Inside ``prunable()``: the output width ``target`` (from ``native_plan``) gives each
+        layer it constrains."""
+        return {}
 
     def commit_native(self) -> None:
         """After native pruning: rewrite the config to say the pruned shapes (checked by

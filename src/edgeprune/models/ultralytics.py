@@ -184,22 +184,26 @@ class UltralyticsDetector(Detector):
 
         return rebuild(self.module, native_yaml(free.module, self.example_input(self.trace_imgsz()), align))
 
-    def native_width(self, layer: nn.Module, target: nn.Module) -> int | None:
+    def native_widths(self, target: nn.Module) -> dict[nn.Module, int]:
         from edgeprune.models.ultralytics_native import module_width
 
         names = getattr(self, "_stock_names", None) or {}
         rebuilt = dict(target.named_modules())
-        if layer in names:
-            twin = rebuilt.get(names[layer])
-            return None if twin is None else module_width(twin)
+        widths = {}
+        for layer, name in names.items():  # the stock modules the rewrites kept
+            if name in rebuilt and (w := module_width(rebuilt[name])) is not None:
+                widths[layer] = w
         for _, _, new in self._rewrites._done if self._rewrites is not None else []:
-            if isinstance(new, HalvesSplit) and layer in (new.cv_a.conv, new.cv_b.conv):
-                twin = rebuilt.get(f"{names[new.block]}.cv1.conv")
-                return None if twin is None else int(twin.out_channels) // 2
-            if isinstance(new, PartsSplit) and layer in list(new.parts):
-                twin = rebuilt.get(names[new.block])
-                return None if twin is None else int(twin.c2s[list(new.parts).index(layer)])
-        return None
+            if not isinstance(new, (HalvesSplit, PartsSplit)):
+                continue  # attention wrappers: their stream width is the group's other layers'
+            twin = rebuilt.get(names.get(new.block, ""))
+            if twin is None:
+                continue
+            if isinstance(new, HalvesSplit):  # each half of the stock block's cv1
+                widths[new.cv_a.conv] = widths[new.cv_b.conv] = int(twin.cv1.conv.out_channels) // 2
+            else:  # CBLinear's parts
+                widths.update({part: int(c) for part, c in zip(new.parts, twin.c2s, strict=True)})
+        return widths
 
     def commit_native(self) -> None:
         from edgeprune.models.ultralytics_native import (
@@ -211,11 +215,10 @@ class UltralyticsDetector(Detector):
 
         self.native = False  # until the rewritten config is shown to rebuild the model
         unwrap_single_repeats(self.module)
-        cfg = native_yaml(self.module, self.example_input(self.trace_imgsz()))
+        example = self.example_input(self.trace_imgsz())
+        cfg = native_yaml(self.module, example)
         rebuilt = rebuild(self.module, cfg)
-        bad = mismatches(self.module, rebuilt)
-        if not bad:
-            bad = _computes_differently(self.module, rebuilt, self.example_input(self.trace_imgsz()))
+        bad = mismatches(self.module, rebuilt) or _computes_differently(self.module, rebuilt, example)
         if bad:
             raise EdgepruneError(
                 f"native pruning left {len(bad)} tensors its config cannot rebuild "
@@ -365,12 +368,6 @@ class UltralyticsDetector(Detector):
             staged.replace(config)
         elif config.is_file() and config.read_text(errors="replace").startswith(_CONFIG_HEADER):
             config.unlink()  # ours, from an earlier native save: it no longer describes this model
-        return path
-
-    def save_config(self, path: Path) -> Path:
-        """Write the model's config (``model.yaml``) as a YAML file: after native pruning,
-        ``ultralytics.YOLO(path)`` builds the pruned shapes (untrained)."""
-        self._stage_config(path).replace(path)
         return path
 
     def _stage_config(self, path: Path) -> Path:

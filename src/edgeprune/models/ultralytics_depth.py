@@ -78,16 +78,13 @@ def _owner(model: nn.Module, chain: str) -> nn.Module:
     return model.get_submodule(parent) if parent not in ("", "m") else model
 
 
-def _traced_shapes(
-    model: nn.Module, units: Iterable[nn.Module], example: torch.Tensor
-) -> dict[nn.Module, tuple[torch.Size, torch.Size]]:
-    """(input shape, output shape) of each of ``units`` in one eval-mode pass of ``example``;
-    the model's mode is restored."""
-    shapes: dict[nn.Module, tuple[torch.Size, torch.Size]] = {}
+def traced_io(model: nn.Module, units: Iterable[nn.Module], example: torch.Tensor) -> dict[nn.Module, tuple]:
+    """(first input, output) of each of ``units`` at its first call in one eval-mode pass of
+    ``example``, without gradients; the model's mode is restored."""
+    seen: dict[nn.Module, tuple] = {}
 
     def hook(module: nn.Module, args: tuple, output: object) -> None:
-        if args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor):
-            shapes.setdefault(module, (args[0].shape, output.shape))
+        seen.setdefault(module, (args[0] if args else None, output))
 
     handles = [unit.register_forward_hook(hook) for unit in units]
     was_training = model.training
@@ -99,7 +96,18 @@ def _traced_shapes(
         model.train(was_training)
         for h in handles:
             h.remove()
-    return shapes
+    return seen
+
+
+def _traced_shapes(
+    model: nn.Module, units: Iterable[nn.Module], example: torch.Tensor
+) -> dict[nn.Module, tuple[torch.Size, torch.Size]]:
+    """(input shape, output shape) of each of ``units`` that reads and returns one tensor."""
+    return {
+        unit: (x.shape, y.shape)
+        for unit, (x, y) in traced_io(model, units, example).items()
+        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
+    }
 
 
 def repeats(model: nn.Module, example: torch.Tensor) -> list[Repeat]:

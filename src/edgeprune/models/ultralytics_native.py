@@ -217,31 +217,22 @@ def layer_calls(model: nn.Module) -> tuple[nn.Module, list[tuple[type, tuple] | 
 def _layer_widths(model: nn.Module, example: torch.Tensor) -> list[Any]:
     """Each top-level layer's output channels on ``example`` (a list for CBLinear's parts; None
     for outputs that are not feature maps, e.g. a head's)."""
-    widths: list[Any] = [None] * len(model.model)
-    handles = []
-    for i, layer in enumerate(model.model):
+    from edgeprune.models.ultralytics_depth import traced_io
 
-        def hook(module: nn.Module, args: tuple, output: Any, i: int = i) -> None:
-            if isinstance(output, torch.Tensor) and output.dim() == 4:
-                widths[i] = int(output.shape[1])
-            elif (
-                isinstance(output, (tuple, list))
-                and output
-                and all(isinstance(o, torch.Tensor) and o.dim() == 4 for o in output)
-            ):
-                widths[i] = [int(o.shape[1]) for o in output]
+    outputs = {unit: y for unit, (_, y) in traced_io(model, model.model, example).items()}
 
-        handles.append(layer.register_forward_hook(hook))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example)
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    return widths
+    def width(y: Any) -> Any:
+        if isinstance(y, torch.Tensor) and y.dim() == 4:
+            return int(y.shape[1])
+        if (
+            isinstance(y, (tuple, list))
+            and y
+            and all(isinstance(o, torch.Tensor) and o.dim() == 4 for o in y)
+        ):
+            return [int(o.shape[1]) for o in y]
+        return None
+
+    return [width(outputs.get(layer)) for layer in model.model]
 
 
 def _aligned(width: int, original: int, step: int) -> int:

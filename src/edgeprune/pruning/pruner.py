@@ -444,14 +444,14 @@ def _native_target(
 
 
 def _target_plan(pruner: Any, detector: Detector, rebuilt: Any) -> list[_GroupPlan]:
-    """Every group pruned to the width ``rebuilt`` gives its layers (``Detector.native_width``),
+    """Every group pruned to the width ``rebuilt`` gives its layers (``Detector.native_widths``),
     each group's most important channels kept. Only layers the group covers whole count (a group
     may hold a slice of a layer's channels, e.g. one input of a concatenation summed with a wider
     layer): the shapes of the rest are checked after pruning (``Detector.commit_native``)."""
-    plans = []
+    plans, target = [], detector.native_widths(rebuilt)
     for plan in _group_plans(pruner):
         whole = [layer for layer in plan.layers if _out_width(pruner, layer) == plan.channels]
-        widths = {w for layer in whole if (w := detector.native_width(layer, rebuilt)) is not None}
+        widths = {target[layer] for layer in whole if layer in target}
         if len(widths) > 1:
             raise EdgepruneError(
                 f"native pruning: group {plan.name} couples layers the model's config builds to "
