@@ -222,9 +222,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown arms {unknown}; known: {', '.join(ARMS)}")
 
-    from edgeprune.exporting import export_detector
-    from edgeprune.models import load_model
-    from edgeprune.profiling import collect_environment, profiled, sample_interleaved
+    from edgeprune.profiling import collect_environment
     from edgeprune.pruning.options import FINETUNE_RECIPE
     from edgeprune.runtimes import get_runtime
 
@@ -232,26 +230,9 @@ def main() -> None:
     records = {name: _arm_record(bench, name) for name in names}
 
     # every FP32 arm timed in one interleaved run against the baseline; INT8 against its own baseline
-    rows, calls = [], {}
     fp32 = {"baseline": str(args.baseline), **{n: r["checkpoint"] for n, r in records.items() if n != "int8"}}
-    for name, ckpt in fp32.items():
-        det = load_model(ckpt)
-        artifact = export_detector(
-            det, bench.target, bench.work / "final", name.replace("@", "-at-")
-        ).artifact
-        calls[name] = get_runtime(bench.target.runtime).load(artifact, threads=1).runner()
-        rows.append({"arm": name, "label": LABELS[name], **det.count(bench.imgsz),
-                     **det.evaluate(args.data, imgsz=bench.imgsz), **records.get(name, {})})  # fmt: skip
-    per_round = sample_interleaved(calls, rounds=5, **profiled(bench.target.profiling))
-    base_rounds = [float(np.median(r)) for r in per_round["baseline"]]
+    rows = score_and_time(bench, fp32, {n: {"label": LABELS[n], **records.get(n, {})} for n in fp32})
     base_map = rows[0]["map50_95"]
-    for row in rows:
-        rounds = [float(np.median(r)) for r in per_round[row["arm"]]]
-        row["p50_ms"] = float(np.median([x for r in per_round[row["arm"]] for x in r]))
-        row["vs_baseline_latency"] = float(
-            np.median([a / b for a, b in zip(rounds, base_rounds, strict=True)])
-        )
-        row["map_kept"] = row["map50_95"] / base_map if base_map else None
     if "int8" in records:
         rows.append(_int8_row(bench, records["int8"], base_map))
     by = {r["arm"]: r for r in rows}
@@ -285,6 +266,40 @@ def main() -> None:
         }  # fmt: skip
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2, default=str) + "\n")
+
+
+def score_and_time(
+    bench: Bench, checkpoints: dict[str, str], extra: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per checkpoint (the first is the baseline): params, MACs, mAP from Ultralytics'
+    validator, and its artifact's latency from one interleaved run (5 rounds, 1 thread) as the
+    median over rounds of its per-round median over the baseline's; ``extra[name]`` joins the row."""
+    from edgeprune.exporting import export_detector
+    from edgeprune.models import load_model
+    from edgeprune.profiling import profiled, sample_interleaved
+    from edgeprune.runtimes import get_runtime
+
+    rows, calls = [], {}
+    for name, ckpt in checkpoints.items():
+        det = load_model(ckpt)
+        artifact = export_detector(
+            det, bench.target, bench.work / "final", name.replace("@", "-at-")
+        ).artifact
+        calls[name] = get_runtime(bench.target.runtime).load(artifact, threads=1).runner()
+        rows.append({"arm": name, **det.count(bench.imgsz), **det.evaluate(bench.data, imgsz=bench.imgsz),
+                     **extra.get(name, {})})  # fmt: skip
+    per_round = sample_interleaved(calls, rounds=5, **profiled(bench.target.profiling))
+    base = next(iter(checkpoints))
+    base_rounds = [float(np.median(r)) for r in per_round[base]]
+    base_map = rows[0]["map50_95"]
+    for row in rows:
+        rounds = [float(np.median(r)) for r in per_round[row["arm"]]]
+        row["p50_ms"] = float(np.median([x for r in per_round[row["arm"]] for x in r]))
+        row["vs_baseline_latency"] = float(
+            np.median([a / b for a, b in zip(rounds, base_rounds, strict=True)])
+        )
+        row["map_kept"] = row["map50_95"] / base_map if base_map else None
+    return rows
 
 
 def _int8_row(bench: Bench, record: dict[str, Any], base_map: float) -> dict[str, Any]:

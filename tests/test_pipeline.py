@@ -42,6 +42,16 @@ def test_run_recipe(tmp_path):
     assert (tmp_path / "out" / "pruned.pt").is_file()
 
 
+def test_recipe_prune_options_reach_the_pruner(tmp_path):
+    from edgeprune.recipe import load_recipe
+
+    (tmp_path / "recipe.yaml").write_text(
+        "model: yolo11n.yaml\ntarget: cpu-ort-fp32\nprune: {ratio: 0.3, native: true, keep_heads: true}\n"
+    )
+    prune = load_recipe(tmp_path / "recipe.yaml").prune
+    assert (prune.ratio, prune.native, prune.keep_heads) == (0.3, True, True)
+
+
 def test_bad_recipe_is_rejected_clearly(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: yolov8n.yaml\ntarget: cpu-ort-fp32\nprune: {ratoi: 0.5}\n")

@@ -203,6 +203,30 @@ def test_area_attention_loses_whole_heads_with_its_stream():
         assert a.qkv.conv.out_channels == 3 * a.all_head_dim == 3 * a.proj.conv.in_channels
 
 
+@pytest.mark.parametrize("cfg", ["yolo11n.yaml", "yolo12n.yaml"])
+def test_keep_heads_keeps_every_attention_whole_and_prunes_the_rest(cfg):
+    det = _build(cfg)
+    blocks = [m for m in det.module.modules() if type(m).__name__ in ("Attention", "AAttn")]
+    before = [(a.num_heads, a.qkv.conv.weight.shape, a.proj.conv.weight.shape) for a in blocks]
+    macs = det.count(64)["macs"]
+    report = prune_detector(det, PruneConfig(ratio=0.5, round_to=8, keep_heads=True), imgsz=64)
+    assert [(a.num_heads, a.qkv.conv.weight.shape, a.proj.conv.weight.shape) for a in blocks] == before
+    assert det.count(64)["macs"] < 0.8 * macs  # everything else was still pruned
+    assert "attention heads kept" in report.config.describe()
+    det.module(torch.rand(1, 3, 64, 64))
+
+
+def test_cli_keep_heads(tmp_path):
+    from conftest import run_cli
+
+    out = run_cli("prune", "yolo11n.yaml", "--target", "cpu-ort-fp32", "--ratio", "0.5", "--keep-heads",
+                  "--out", str(tmp_path / "out"))  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "attention heads kept" in out.stdout
+    attn = load_model(tmp_path / "out" / "pruned.pt").module.model[10].m[0].attn
+    assert attn.num_heads == 2 and attn.qkv.conv.in_channels == 128
+
+
 @pytest.mark.parametrize("kind", ["Attention", "AAttn"])
 def test_the_least_important_head_goes_and_the_rest_compute_as_before(kind):
     """A head whose projection columns are zero contributes nothing: it is ranked last, removed

@@ -105,6 +105,7 @@ def prune(
     allocation: str = PruneConfig.allocation,
     max_layer_ratio: float = PruneConfig.max_layer_ratio,
     native: bool = PruneConfig.native,
+    keep_heads: bool = PruneConfig.keep_heads,
     data: str | Path | None = None,
     epochs: int = 0,
     imgsz: int | None = None,
@@ -121,7 +122,8 @@ def prune(
     least important first, at most ``max_layer_ratio`` of any group). ``importance="taylor"``
     needs ``data``: a few batches of its train split give the gradients. ``native``: only widths
     the model's config can say, the config rewritten to say them (also written as OUT/pruned.yaml),
-    so plain Ultralytics retrains the result (``PruneConfig.native``).
+    so plain Ultralytics retrains the result (``PruneConfig.native``). ``keep_heads``: attention
+    blocks keep all their heads (by default their streams lose whole heads, least important first).
 
     Writes ``OUT/pruned.pt`` (loadable by ``ultralytics.YOLO``) and ``OUT/prune.json``. With
     ``data``, mAP is measured before and after; ``epochs > 0`` fine-tunes on ``data``.
@@ -130,7 +132,15 @@ def prune(
     """
     t = resolve_target(target, imgsz=imgsz)
     _check_tuning(data, epochs)
-    config = PruneConfig(ratio, importance, allocation, max_layer_ratio, round_to=t.round_to, native=native)
+    config = PruneConfig(
+        ratio,
+        importance,
+        allocation,
+        max_layer_ratio,
+        round_to=t.round_to,
+        native=native,
+        keep_heads=keep_heads,
+    )
     config.check_data(data)
     detector = _load(model, data, trust_checkpoint)
     measure_acc = data is not None and evaluate and not dry_run

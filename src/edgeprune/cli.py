@@ -35,6 +35,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         "allocation": args.allocation,
         "max_layer_ratio": args.max_layer_ratio,
         "native": args.native or None,
+        "keep_heads": args.keep_heads or None,
     }
     outcome = prune(
         args.model,
@@ -90,6 +91,7 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
         budget_ms=args.budget_ms, speedup=args.speedup, epochs=args.epochs, step_epochs=args.step_epochs,
         steps=args.steps, importance=args.importance, margin=args.margin, max_layer_ratio=args.max_layer_ratio,
         distill=args.distill or None, actions=args.actions, sensitivity=args.sensitivity, native=args.native or None,
+        keep_heads=args.keep_heads or None,
     )  # fmt: skip
     result, b = outcome, outcome.baseline
     rows = [["baseline", b["params"], b["macs"], outcome.report["baseline"]["metrics"].get("map50_95"),
@@ -378,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--native", action="store_true", help="prune only to widths and repeats the model's own config can say, "
         "and rewrite it (OUT/pruned.yaml), so plain Ultralytics retrains the pruned model: YOLO('pruned.pt').train()",
+    )  # fmt: skip
+    p.add_argument(
+        "--keep-heads", action="store_true", help="attention blocks (YOLOv10/11/12/26) keep all their heads; by default "
+        "an attention's stream loses whole heads, the least important first",
     )  # fmt: skip
     p.add_argument("--resume", action="store_true", help="budget search: continue from OUT/search/state.json")
     p.add_argument(

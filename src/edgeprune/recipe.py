@@ -50,6 +50,10 @@ class PruneStep(BaseModel):
         default=PruneConfig.native,
         description="only widths the model's config can say, rewritten into it (Ultralytics retrains the result)",
     )
+    keep_heads: bool = Field(
+        default=PruneConfig.keep_heads,
+        description="attention blocks keep all their heads (by default they lose the least important whole heads)",
+    )
     epochs: int = Field(default=0, ge=0, description="fine-tuning epochs after pruning (needs data)")
     batch: int = Field(default=FINETUNE_BATCH, ge=1, description="batch size for fine-tuning and validation")
 
@@ -106,6 +110,7 @@ def load_recipe(path: str | Path) -> PipelineSpec:
             allocation=recipe.prune.allocation,
             max_layer_ratio=recipe.prune.max_layer_ratio,
             native=recipe.prune.native,
+            keep_heads=recipe.prune.keep_heads,
         )
     except OptionError as e:
         raise ConfigError(f"{path}: prune: {e.with_names(lambda name: name)}") from None

@@ -67,10 +67,11 @@ class Detector(ABC):
         return {}
 
     @contextmanager
-    def prunable(self, rank_by_gradients: bool = False) -> Iterator[nn.Module]:
+    def prunable(self, rank_by_gradients: bool = False, keep_heads: bool = False) -> Iterator[nn.Module]:
         """Rewrite blocks into prunable equivalents for the duration of the block, then restore.
         ``rank_by_gradients``: the criterion has gradients (Taylor), so units a rewrite ranks
-        itself (an attention's heads) are ranked by them too."""
+        itself (an attention's heads) are ranked by them too. ``keep_heads``: attention blocks are
+        kept whole (``PruneConfig.keep_heads``)."""
         yield self.module
 
     def width_step(self, layer: nn.Module) -> int:

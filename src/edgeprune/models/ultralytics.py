@@ -151,10 +151,10 @@ class UltralyticsDetector(Detector):
         return [(m.cv_a.conv, m.cv_b.conv) for m in self.module.modules() if isinstance(m, HalvesSplit)]
 
     @contextmanager
-    def prunable(self, rank_by_gradients: bool = False) -> Iterator[nn.Module]:
+    def prunable(self, rank_by_gradients: bool = False, keep_heads: bool = False) -> Iterator[nn.Module]:
         """Blocks rewritten into prunable equivalents (identical outputs); stock blocks again on exit."""
         stock = {m: name for name, m in self.module.named_modules()}
-        rewrites = Rewrites().apply(self.module, rank_by_gradients=rank_by_gradients)
+        rewrites = Rewrites().apply(self.module, rank_by_gradients=rank_by_gradients, keep_heads=keep_heads)
         self._rewrites, self._stock_names = rewrites, stock
         try:
             yield self.module

@@ -325,14 +325,16 @@ class Rewrites:
     def __init__(self) -> None:
         self._done: list[tuple[nn.Module, str, nn.Module]] = []  # (parent, name, prunable form)
 
-    def apply(self, model: nn.Module, rank_by_gradients: bool = False) -> Rewrites:
+    def apply(self, model: nn.Module, rank_by_gradients: bool = False, keep_heads: bool = False) -> Rewrites:
+        """Rewrite ``model``'s blocks in place; ``keep_heads``: every attention is kept whole, as
+        AIFI always is."""
         from ultralytics.nn.modules.block import AAttn, Attention
         from ultralytics.nn.modules.transformer import AIFI
 
         for parent in list(model.modules()):  # attention first: the halves check looks for it
             for name, child in list(parent.named_children()):
                 if isinstance(child, (Attention, AAttn, AIFI)):
-                    prunable = isinstance(child, (Attention, AAttn))  # AIFI is kept whole
+                    prunable = not keep_heads and isinstance(child, (Attention, AAttn))  # AIFI is kept whole
                     self._swap(parent, name, OpaqueAttention(child, prunable, rank_by_gradients))
         from ultralytics.nn.modules.block import CBLinear
 

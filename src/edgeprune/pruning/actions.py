@@ -93,7 +93,7 @@ class WidthAction(SearchAction):
         cand = current.clone()
         pc = PruneConfig(
             amount, self.config.importance, "global", self.config.max_layer_ratio, self.round_to,
-            native=self.config.native,
+            native=self.config.native, keep_heads=self.config.keep_heads,
         )  # fmt: skip
         report = prune_detector(cand, pc, imgsz=self.imgsz, data=self.data, costs=self.costs)
         return Candidate(cand, self.name, amount, report.after["params"], report.after["macs"])

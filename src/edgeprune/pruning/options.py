@@ -61,6 +61,8 @@ class PruneConfig:
             everything else as Ultralytics' constructors derive it), and rewrite the config to
             say them, so ``YOLO(checkpoint).train()`` rebuilds the pruned network
             (``models/ultralytics_native.py``).
+        keep_heads: every attention block keeps all its heads (its residual stream is kept whole);
+            by default an attention's stream shrinks in whole heads, the least important first.
     """
 
     ratio: float
@@ -71,6 +73,7 @@ class PruneConfig:
     grad_batches: int = 4
     grad_batch_size: int = 8
     native: bool = False
+    keep_heads: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio < 1.0:
@@ -112,7 +115,8 @@ class PruneConfig:
         """One line for progress output, e.g. ``40% of every group (l2, channels rounded to 8)``."""
         scope = "of all channels, ranked globally" if self.allocation == "global" else "of every group"
         native = ", native widths" if self.native else ""
-        return f"{self.ratio:.0%} {scope} ({self.importance}, channels rounded to {self.round_to}{native})"
+        heads = ", attention heads kept" if self.keep_heads else ""
+        return f"{self.ratio:.0%} {scope} ({self.importance}, channels rounded to {self.round_to}{native}{heads})"
 
 
 def search_importance(data: str | Path | None) -> str:
@@ -157,6 +161,7 @@ class SearchConfig:
             leaves, instead of by channel importance alone; None: by importance.
         native: every candidate keeps to what the model's config can say (``PruneConfig.native``),
             so the result retrains with plain Ultralytics.
+        keep_heads: attention blocks keep all their heads (``PruneConfig.keep_heads``).
     """
 
     budget_ms: float | None = None
@@ -180,6 +185,7 @@ class SearchConfig:
     actions: tuple[str, ...] = ("width",)
     sensitivity: str | None = None
     native: bool = False
+    keep_heads: bool = False
 
     def __post_init__(self) -> None:
         from edgeprune.profiling.timing import PERCENTILES

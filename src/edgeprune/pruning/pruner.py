@@ -144,7 +144,7 @@ def _prune_in_place(
 ) -> dict[str, int]:
     """Prune ``detector`` as ``plan`` says; the channels kept by each group it pruned (by group name)."""
     planned: dict[str, int] = {}
-    with detector.prunable(rank_by_gradients=gradients is not None) as module:
+    with detector.prunable(rank_by_gradients=gradients is not None, keep_heads=config.keep_heads) as module:
         was_training = module.training
         grads = {p: p.requires_grad for p in module.parameters()}
         old_grads = {p: p.grad for p in module.parameters()}
