@@ -72,6 +72,27 @@ def test_taylor_prunes_with_data_and_differs_from_l2(tiny_data):
     assert plans["taylor"] != plans["l2"] or not torch.allclose(outs["taylor"], outs["l2"])
 
 
+def test_taylor_scores_compare_across_groups():
+    """Global ranking reads Taylor scores of different groups against each other: a group whose
+    channels cost ten times the loss must score ten times higher, not be normalized to look alike."""
+    import torch_pruning as tp
+    from torch import nn
+
+    from edgeprune.pruning.importance import IMPORTANCE
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.rand(1, 3, 16, 16))
+    for p in model.parameters():
+        p.data.fill_(1.0)
+        p.grad = torch.ones_like(p)
+    model[0].weight.grad *= 10  # removing a channel of the first conv costs ten times the loss
+    model[0].bias.grad *= 10
+    score = IMPORTANCE.get("taylor")()
+    first = score(graph.get_pruning_group(model[0], tp.prune_conv_out_channels, list(range(8))))
+    second = score(graph.get_pruning_group(model[2], tp.prune_conv_out_channels, list(range(8))))
+    assert first.min() > second.max()
+
+
 def test_taylor_without_data_is_a_clear_error():
     with pytest.raises(EdgepruneError, match="needs a model family with a training loss and `data`"):
         prune_detector(_yolo(), PruneConfig(ratio=0.3, importance="taylor"), imgsz=64)
