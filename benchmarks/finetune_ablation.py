@@ -7,9 +7,11 @@
 
 The pruned model (``distill_ablation.py``'s budget search: 2x on ``cpu-ort-fp32``, BatchNorm
 re-estimated, no fine-tuning) is fine-tuned ``--epochs`` epochs once per arm. Each arm changes one
-setting of the ``current`` recipe (``FINETUNE_RECIPE``, AdamW at lr0 0.002 without warm-up,
-Ultralytics' other defaults); ``ultralytics`` is Ultralytics' own defaults (optimizer ``auto``,
-3 warm-up epochs). Every arm is validated with Ultralytics' validator, and its per-epoch
+setting of the ``current`` recipe (``FINETUNE_RECIPE``); ``ultralytics`` is Ultralytics' own
+defaults (optimizer ``auto``, 3 warm-up epochs, mosaic). ``results/finetune_ablation.json`` was
+measured when the recipe was AdamW at lr0 0.002 without warm-up, with mosaic (its
+``base_recipe``); its ``warmup-1+no-mosaic`` arm is today's recipe, whose own changes are
+``warmup-0`` and ``mosaic-on``. Every arm is validated with Ultralytics' validator, and its per-epoch
 validation mAP is kept. ``--curve-epochs`` adds one longer run of the current recipe, to see
 where more epochs stop paying. Each arm's result is kept in ``--work`` and reused. Not run by CI.
 
@@ -46,6 +48,8 @@ ARMS: dict[str, dict[str, Any]] = {
     "ema-fast": {"ema_tau": 100},
     "seed-1": {"seed": 1},  # the current recipe with another seed: how far one seed moves the result
     "warmup-1+no-mosaic": {"warmup_epochs": 1.0, "close_mosaic": -1},
+    "warmup-0": {"warmup_epochs": 0.0},
+    "mosaic-on": {"mosaic": 1.0},
 }
 
 BN_IMAGES = 256  # as the search re-estimates after pruning (SearchConfig.bn_images)
