@@ -433,6 +433,8 @@ def export(
     detector = load_model(model, trust_checkpoint=trust_checkpoint)
     get_runtime(t.runtime)  # a missing backend fails before the calibration images are read
     name = stem or (Path(str(model)).stem if isinstance(model, (str, Path)) else "model")
+    from edgeprune.models.detections import describe_collapse
+
     out = Path(out)
     result = export_detector(detector, t, out, name, calib=calib, calib_images=calib_images, recipe=recipe)
     if data is not None:
@@ -447,6 +449,9 @@ def export(
             ),
             export=result.details,
         )  # fmt: skip
+        collapse = describe_collapse(result.parity)
+        if collapse:
+            report["warnings"] = [collapse]
         result.details["report"] = str(write_report(report, out / f"{name}.export.json"))
     return result
 

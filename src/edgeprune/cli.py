@@ -151,6 +151,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from edgeprune.api import export
+    from edgeprune.models.detections import describe_collapse, describe_parity
 
     result = export(
         args.model, args.target, imgsz=args.imgsz, calib=args.calib, calib_images=args.calib_images,
@@ -166,10 +167,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
             f"{q.get('float_nodes', 0)} nodes kept in float"
         )
     if result.parity:
-        print(
-            f"parity vs PyTorch: max abs error {result.parity['max_abs_err']:.3g}, "
-            f"cosine {result.parity['cosine']:.6f}"
-        )
+        print(f"parity vs PyTorch: {describe_parity(result.parity)}")
+        collapse = describe_collapse(result.parity)
+        if collapse:
+            print(f"warning: {collapse}")
     metrics = result.details.get("metrics")
     if metrics:
         pt, art = metrics["pytorch"]["map50_95"], metrics["artifact"]["map50_95"]

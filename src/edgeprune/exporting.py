@@ -68,6 +68,7 @@ def export_detector(
         stem=stem,
         quantization=quantization,
         metadata=detector.export_metadata(target.imgsz, target.batch),
+        compare=detector.output_parity,
     )
     result.details["imgsz"] = target.imgsz
     return result

@@ -15,6 +15,7 @@ from typing import Any
 
 from edgeprune.exporting import export_detector
 from edgeprune.models import Detector, load_model
+from edgeprune.models.detections import describe_collapse
 from edgeprune.profiling import collect_environment, judge, measure_interleaved
 from edgeprune.pruning.options import FINETUNE_BATCH, PruneConfig, SearchConfig
 from edgeprune.report import build_report, format_table, model_block, write_report
@@ -206,6 +207,9 @@ def run_pipeline(
         say(
             f"      {e.artifact.name}: {e.size_mb:.2f} MB, max abs error {e.parity.get('max_abs_err', float('nan')):.2g}"
         )
+        collapse = describe_collapse(e.parity)
+        if collapse:
+            say(f"      warning: {e.artifact.name}: {collapse}")
     done()
 
     threads = target.threads

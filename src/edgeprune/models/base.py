@@ -57,6 +57,11 @@ class Detector(ABC):
             raise EdgepruneError(f"{self.family} models have no box outputs to normalize")
         return self.inference_module()
 
+    def output_parity(self, reference: list[Any], candidate: list[Any]) -> dict[str, Any]:
+        """What an export's parity check reads in the outputs beyond one cosine over everything:
+        an artifact's outputs (``candidate``) against PyTorch's (``reference``). None here."""
+        return {}
+
     # --- pruning ------------------------------------------------------------------------
     def ignored_layers(self) -> list[nn.Module]:
         """Layers whose output channels must stay (prediction convs of a head, say)."""

@@ -106,6 +106,21 @@ class UltralyticsDetector(Detector):
         kpt = tuple(self.head.kpt_shape) if self.task == "pose" else None
         return NormalizedBoxes(self.module, imgsz, self.nc, kpt)
 
+    def output_parity(self, reference: list[Any], candidate: list[Any]) -> dict[str, Any]:
+        """Boxes, class scores and decoded detections compared apart (``models/detections.py``),
+        for heads whose output is ``(batch, 4 + nc [+ extra], anchors)``; RT-DETR's is not."""
+        from edgeprune.models.detections import detection_parity
+
+        out = reference[0] if reference else None
+        if (
+            out is None
+            or out.ndim != 3
+            or out.shape[1] < 4 + self.nc
+            or type(self.head).__name__ == "RTDETRDecoder"
+        ):
+            return {}
+        return detection_parity(reference, candidate, self.nc)
+
     def count(self, imgsz: int) -> dict[str, int]:
         """Parameters and MACs; RT-DETR's encoder passes attention's ``value`` by keyword, which
         torch-pruning's counter cannot read, so it is handed over positionally while counting."""

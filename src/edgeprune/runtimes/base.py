@@ -78,11 +78,18 @@ class ExportRequest:
     stem: str
     quantization: Quantization | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    compare: Callable[[list[np.ndarray], list[np.ndarray]], dict[str, Any]] | None = None
 
-    def parity(self, session: Session) -> dict[str, float]:
-        """``session`` against PyTorch on a real calibration image if there is one, else the example."""
+    def parity(self, session: Session) -> dict[str, Any]:
+        """``session`` against PyTorch on a real calibration image if there is one, else the example:
+        the whole outputs (``compare_outputs``) and what the model adapter reads in them
+        (``compare``: a detector's boxes, scores and decoded detections)."""
         x = parity_input(self.example, self.quantization)
-        return compare_outputs(torch_outputs(self.module, x), session(x.cpu().numpy()))
+        reference, candidate = torch_outputs(self.module, x), session(x.cpu().numpy())
+        parity: dict[str, Any] = compare_outputs(reference, candidate)
+        if self.compare is not None:
+            parity.update(self.compare(reference, candidate))
+        return parity
 
 
 @dataclass
@@ -93,7 +100,7 @@ class ExportResult:
     runtime: str
     precision: str
     size_mb: float
-    parity: dict[str, float] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -116,13 +123,15 @@ class Runtime(ABC):
         stem: str = "model",
         quantization: Quantization | None = None,
         metadata: dict[str, Any] | None = None,
+        compare: Callable[[list[np.ndarray], list[np.ndarray]], dict[str, Any]] | None = None,
     ) -> ExportResult:
         """Export ``module`` for ``target`` into ``out_dir`` and check the artifact against PyTorch.
 
         INT8 needs ``quantization`` (calibration images and a recipe written for this runtime).
         ``metadata`` is stored in or beside the artifact (Ultralytics reads it to run the file).
         Parity is measured on the first calibration image when there is one (a real image gives
-        real detections to compare), otherwise on ``example``.
+        real detections to compare), otherwise on ``example``; ``compare(reference, artifact
+        outputs)`` adds the model adapter's own reading of the two (``Detector.output_parity``).
         """
         from edgeprune.errors import EdgepruneError, OptionError
 
@@ -144,7 +153,7 @@ class Runtime(ABC):
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         return self._export(
-            ExportRequest(module, example, out_dir, target, stem, quantization, metadata or {})
+            ExportRequest(module, example, out_dir, target, stem, quantization, metadata or {}, compare)
         )
 
     @abstractmethod

@@ -1,0 +1,116 @@
+"""Parity of an exported detector with PyTorch, read as detections rather than one long vector.
+
+An INT8 artifact can keep its boxes and lose its class scores. Boxes in pixels dominate the
+norm of the raw output ``(batch, 4 + nc [+ extra], anchors)``, so one cosine over all of it stays
+at 0.999 while every score is zero (a YOLOv8n with its decode quantized: cosine 0.9992, mAP50-95
+0.7577 -> 0.0000). This module compares the parts separately (boxes, class scores, the extra
+rows of segment/pose/obb heads) and the decoded detections: both outputs through Ultralytics'
+own NMS at its prediction thresholds, each PyTorch detection matched to one of the artifact's
+(same class, IoU >= ``MATCH_IOU``). ``collapsed`` is set when the artifact finds fewer than
+``COLLAPSE_RECALL`` of the detections PyTorch finds; with no PyTorch detection (an untrained
+model, a blank image) it cannot be judged and is None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+CONF, NMS_IOU = 0.25, 0.7  # Ultralytics' predict defaults (cfg/default.yaml: conf None -> 0.25, iou 0.7)
+MATCH_IOU = 0.5
+COLLAPSE_RECALL = 0.5
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b / denom) if denom > 0 else float(np.allclose(a, b))
+
+
+def output_parts(output: np.ndarray, nc: int) -> dict[str, np.ndarray]:
+    """``boxes``, ``scores`` and (segment/pose/obb heads) ``extra`` rows of a YOLO output."""
+    parts = {"boxes": output[:, :4], "scores": output[:, 4 : 4 + nc]}
+    if output.shape[1] > 4 + nc:
+        parts["extra"] = output[:, 4 + nc :]
+    return parts
+
+
+def detections(output: np.ndarray, nc: int) -> list[np.ndarray]:
+    """Per image, ``(n, 6)`` rows of x1, y1, x2, y2, score, class after Ultralytics' NMS."""
+    import torch
+    from ultralytics.utils.nms import non_max_suppression
+
+    pred = torch.from_numpy(np.ascontiguousarray(output[:, : 4 + nc], dtype=np.float32))
+    return [d.numpy() for d in non_max_suppression(pred, CONF, NMS_IOU, nc=nc)]
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    lt, rb = np.maximum(box[:2], boxes[:, :2]), np.minimum(box[2:4], boxes[:, 2:4])
+    inter = np.clip(rb - lt, 0, None).prod(1)
+    area = lambda b: np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)  # noqa: E731
+    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-12)
+
+
+def matched(reference: np.ndarray, candidate: np.ndarray) -> int:
+    """How many ``reference`` detections have a ``candidate`` detection of their class at IoU >=
+    ``MATCH_IOU``, each candidate used once, highest-scoring reference detections first."""
+    free = np.ones(len(candidate), bool)
+    hits = 0
+    for det in reference[np.argsort(-reference[:, 4])]:
+        ok = free & (candidate[:, 5] == det[5])
+        if not ok.any():
+            continue
+        iou = np.where(ok, _iou(det, candidate), -1.0)
+        best = int(iou.argmax())
+        if iou[best] >= MATCH_IOU:
+            free[best], hits = False, hits + 1
+    return hits
+
+
+def detection_parity(
+    reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray], nc: int
+) -> dict[str, Any]:
+    """Per-part cosines, detection counts and recall of the artifact against PyTorch (first
+    outputs), and ``collapsed`` (see the module docstring)."""
+    ref, got = np.asarray(reference[0]), np.asarray(candidate[0])
+    out: dict[str, Any] = {}
+    for name, part in output_parts(ref, nc).items():
+        out[f"cosine_{name}"] = _cosine(part, output_parts(got, nc)[name])
+    ref_dets, got_dets = detections(ref, nc), detections(got, nc)
+    n_ref = sum(len(d) for d in ref_dets)
+    hits = sum(matched(r, g) for r, g in zip(ref_dets, got_dets, strict=True))
+    out.update(
+        detections_pytorch=n_ref,
+        detections_artifact=sum(len(d) for d in got_dets),
+        detection_recall=hits / n_ref if n_ref else None,
+        collapsed=bool(hits / n_ref < COLLAPSE_RECALL) if n_ref else None,
+    )
+    return out
+
+
+def describe_parity(parity: dict[str, Any]) -> str:
+    """One line: the whole output's error and cosine, and the parts and detections where known."""
+    line = f"max abs error {parity['max_abs_err']:.3g}, cosine {parity['cosine']:.6f}"
+    parts = [f"{k.removeprefix('cosine_')} {v:.4f}" for k, v in parity.items() if k.startswith("cosine_")]
+    if parts:
+        line += f" ({', '.join(parts)})"
+    if parity.get("detection_recall") is not None:
+        line += (
+            f"; detections: {parity['detections_artifact']} found, "
+            f"{parity['detection_recall']:.0%} of PyTorch's {parity['detections_pytorch']}"
+        )
+    return line
+
+
+def describe_collapse(parity: dict[str, Any]) -> str | None:
+    """The warning a user reads when ``parity`` says the artifact collapsed, else None."""
+    if not parity.get("collapsed"):
+        return None
+    return (
+        f"the artifact finds {round(parity['detection_recall'] * parity['detections_pytorch'])} of the "
+        f"{parity['detections_pytorch']} detections PyTorch finds on the parity image (class scores cosine "
+        f"{parity.get('cosine_scores', float('nan')):.3f}): its accuracy has collapsed. Keep more of the model in "
+        "float (the recipe's keep_float / keep_float_nodes) and measure it with --data"
+    )
