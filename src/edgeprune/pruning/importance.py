@@ -31,9 +31,9 @@ IMPORTANCE.register("bn", lambda: _tp().importance.BNScaleImportance())
 # Taylor scores are not normalized per group: |w * dL/dw| estimates the loss a channel's removal
 # costs, in the same units in every layer, which is what ranking across groups needs. torch-pruning's
 # default divides each group by its mean, making every group look alike: on the hard preset one-shot
-# global pruning of a YOLOv8s to 0.46x its MACs kept mAP50-95 0.360 unnormalized and 0.160 with the
-# mean (BatchNorm re-estimated, no fine-tuning). Magnitudes are normalized: a weight's scale says
-# nothing across layers.
+# global pruning of a YOLOv8s to about 0.45x its MACs kept mAP50-95 0.344 unnormalized and 0.156
+# with the mean (BatchNorm re-estimated, no fine-tuning; benchmarks/taylor_normalization.py).
+# Magnitudes are normalized: a weight's scale says nothing across layers.
 IMPORTANCE.register("taylor", lambda: _tp().importance.GroupTaylorImportance(normalizer=None))
 IMPORTANCE.register("lamp", lambda: _tp().importance.LAMPImportance(p=2))
 IMPORTANCE.register("random", lambda: _tp().importance.RandomImportance())
