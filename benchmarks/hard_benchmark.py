@@ -198,10 +198,22 @@ def _arm_record(bench: Bench, name: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     record = ARMS[name](bench)
     record["seconds"] = round(time.perf_counter() - t0, 1)
+    record["made_with"] = made_with()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     bench.say(f"[{name}] done in {record['seconds']:.0f} s")
     return record
+
+
+def made_with() -> dict[str, Any]:
+    """What an arm was made with, kept in its record: a cached arm may predate a change of recipe."""
+    import subprocess
+
+    from edgeprune.pruning.options import FINETUNE_RECIPE
+
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(__file__).parent)  # fmt: skip
+    return {"recipe": FINETUNE_RECIPE, "commit": head.stdout.strip() or None}
 
 
 def main() -> None:

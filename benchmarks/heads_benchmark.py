@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hard_benchmark import Bench, score_and_time
+from hard_benchmark import Bench, made_with, score_and_time
 
 ARMS = {"heads": {}, "whole": {"keep_heads": True}}
 
@@ -52,6 +52,7 @@ def arm_record(bench: Bench, arm: str, speedup: float) -> dict[str, Any]:
     t0 = time.perf_counter()
     record = bench.search(arm, speedup=speedup, **ARMS[arm])
     record["seconds"] = round(time.perf_counter() - t0, 1)
+    record["made_with"] = made_with()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     bench.say(f"[{arm}] done in {record['seconds']:.0f} s")
