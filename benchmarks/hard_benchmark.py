@@ -191,12 +191,17 @@ LABELS = {
 
 
 def _arm_record(bench: Bench, name: str) -> dict[str, Any]:
-    """An arm's result, from ``WORK/arms/NAME.json`` or by running it (and keeping it there)."""
+    return cached_arm(bench, name, lambda: ARMS[name](bench))
+
+
+def cached_arm(bench: Bench, name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """An arm's result, from ``WORK/arms/NAME.json`` or by ``run()`` (timed, with ``made_with``,
+    and kept there)."""
     path = bench.work / "arms" / f"{name.replace('@', '-at-')}.json"
     if path.is_file():
         return json.loads(path.read_text())
     t0 = time.perf_counter()
-    record = ARMS[name](bench)
+    record = run()
     record["seconds"] = round(time.perf_counter() - t0, 1)
     record["made_with"] = made_with()
     path.parent.mkdir(parents=True, exist_ok=True)

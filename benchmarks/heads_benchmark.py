@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
-from typing import Any
 
-from hard_benchmark import Bench, made_with, score_and_time
+from hard_benchmark import Bench, cached_arm, score_and_time
 
 ARMS = {"heads": {}, "whole": {"keep_heads": True}}
 
@@ -42,21 +40,6 @@ def attention_heads(checkpoint: str | Path) -> dict[str, int]:
         for name, m in module.named_modules()
         if type(m).__name__ in ("Attention", "AAttn")
     }
-
-
-def arm_record(bench: Bench, arm: str, speedup: float) -> dict[str, Any]:
-    """The arm's search result, from ``WORK/arms/ARM.json`` or by running it (and keeping it there)."""
-    path = bench.work / "arms" / f"{arm}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    t0 = time.perf_counter()
-    record = bench.search(arm, speedup=speedup, **ARMS[arm])
-    record["seconds"] = round(time.perf_counter() - t0, 1)
-    record["made_with"] = made_with()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    bench.say(f"[{arm}] done in {record['seconds']:.0f} s")
-    return record
 
 
 def main() -> None:
@@ -79,7 +62,10 @@ def main() -> None:
     for ckpt in [Path(m) for m in args.models.split(",") if m]:
         ns = argparse.Namespace(baseline=ckpt, data=args.data, epochs=args.epochs, work=args.work / ckpt.stem)
         bench = Bench(ns)
-        records = {arm: arm_record(bench, arm, args.speedup) for arm in ARMS}
+        records = {}
+        for arm, options in ARMS.items():
+            search = lambda a=arm, o=options, b=bench: b.search(a, speedup=args.speedup, **o)  # noqa: E731
+            records[arm] = cached_arm(bench, arm, search)
         checkpoints = {"baseline": str(ckpt), **{arm: r["checkpoint"] for arm, r in records.items()}}
         rows = score_and_time(
             bench,

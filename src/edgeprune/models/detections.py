@@ -18,15 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from edgeprune.runtimes.base import cosine_similarity
+
 CONF, NMS_IOU = 0.25, 0.7  # Ultralytics' predict defaults (cfg/default.yaml: conf None -> 0.25, iou 0.7)
 MATCH_IOU = 0.5
 COLLAPSE_RECALL = 0.5
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(a @ b / denom) if denom > 0 else float(np.allclose(a, b))
 
 
 def output_parts(output: np.ndarray, nc: int) -> dict[str, np.ndarray]:
@@ -75,9 +71,11 @@ def detection_parity(
     """Per-part cosines, detection counts and recall of the artifact against PyTorch (first
     outputs), and ``collapsed`` (see the module docstring)."""
     ref, got = np.asarray(reference[0]), np.asarray(candidate[0])
-    out: dict[str, Any] = {}
-    for name, part in output_parts(ref, nc).items():
-        out[f"cosine_{name}"] = _cosine(part, output_parts(got, nc)[name])
+    got_parts = output_parts(got, nc)
+    out: dict[str, Any] = {
+        f"cosine_{name}": cosine_similarity(part, got_parts[name])
+        for name, part in output_parts(ref, nc).items()
+    }
     ref_dets, got_dets = detections(ref, nc), detections(got, nc)
     n_ref = sum(len(d) for d in ref_dets)
     hits = sum(matched(r, g) for r, g in zip(ref_dets, got_dets, strict=True))
