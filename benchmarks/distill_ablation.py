@@ -35,6 +35,8 @@ KD_VARIANTS: dict[str, dict[str, float]] = {
     "output-cls": {"cls_weight": 1.0, "box_weight": 0.0, "temperature": 2.0},
     "output-box": {"cls_weight": 0.0, "box_weight": 1.0, "temperature": 2.0},
     "both-w1": {"cls_weight": 1.0, "box_weight": 1.0, "temperature": 2.0},
+    "output-gated": {"cls_weight": 0.25, "box_weight": 0.25, "temperature": 2.0, "gate": True},
+    "output-ungated": {"cls_weight": 0.25, "box_weight": 0.25, "temperature": 2.0, "gate": False},
 }
 
 

@@ -25,6 +25,19 @@ def tiny_data(tmp_path_factory) -> Path:
     return make_synthetic_dataset(tmp_path_factory.mktemp("synth"), n_train=16, n_val=8, imgsz=64, seed=3)
 
 
+@pytest.fixture(scope="session")
+def demo_trained(tmp_path_factory) -> tuple[Path, Path]:
+    """The demo's trained YOLOv8n (160 px) as a plain checkpoint and a small set of its data:
+    a model whose predictions mean something, for tests of accuracy."""
+    from edgeprune.data import make_synthetic_dataset
+    from edgeprune.demo import BASELINE_ASSET, load_portable
+
+    root = tmp_path_factory.mktemp("demo-trained")
+    detector, _ = load_portable(BASELINE_ASSET)
+    checkpoint = detector.save(root / "base.pt")
+    return checkpoint, make_synthetic_dataset(root / "data", n_train=8, n_val=4, imgsz=160, seed=0)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Torch on one intra-op thread for a module's tests: tiny inputs gain nothing from threads, and on

@@ -15,6 +15,13 @@ teacher's confidence (its highest class probability), so background anchors coun
 
 Both are zero when the student predicts exactly what the teacher does. Heads with a one-to-one
 branch (YOLOv10, YOLO26) are distilled on both branches, averaged.
+
+A student can outgrow its teacher: pruned from a checkpoint that was not trained to convergence,
+it is fine-tuned further and passes the teacher's accuracy part way through, after which the
+teacher's predictions pull it back. With ``gate`` the terms count on a batch only while the
+teacher's own detection loss on that batch (the student's criterion on the teacher's outputs,
+against the same labels) is below the student's: distillation switches itself off where the
+teacher no longer knows better.
 """
 
 from __future__ import annotations
@@ -40,11 +47,13 @@ class OutputDistillation:
         box_weight: weight of the box term.
         temperature: softening of both distributions (the terms are scaled by ``T**2`` so their
             gradients keep their size as ``T`` changes).
+        gate: distil a batch only when the teacher's detection loss on it is below the student's.
     """
 
     cls_weight: float = 0.25
     box_weight: float = 0.25
     temperature: float = 2.0
+    gate: bool = False
 
     def __post_init__(self) -> None:
         from edgeprune.errors import OptionError
@@ -121,14 +130,44 @@ def add_to_trainer(trainer: Any, kd: OutputDistillation) -> None:
     feature_loss = model.loss
     head = len(model.feats_idx) - 1  # the hooks' last level is the Detect head's output
     reg_max = model.student_model.model[-1].reg_max
+    gated = GateCount()
 
     def loss(batch: dict, preds: Any = None) -> tuple[torch.Tensor, dict]:
         total, items = feature_loss(batch, preds)
         if not model.training:
             return total, items
-        cls, box = kd.loss(model._student_feats[head], model._teacher_feats[head], reg_max)
+        teacher = model._teacher_feats[head]
+        if kd.gate and not gated.teacher_leads(model.student_model, batch, teacher, total[:-1].sum()):
+            return total, items
+        cls, box = kd.loss(model._student_feats[head], teacher, reg_max)
         extra = (cls + box) * batch["img"].shape[0]
         items["dis_loss"] = items["dis_loss"] + (cls + box).detach()
         return torch.cat([total[:-1], total[-1:] + extra]), items
 
     model.loss = loss
+    if kd.gate:
+        trainer.add_callback("on_train_epoch_end", gated.report)
+
+
+class GateCount:
+    """How many training batches of the current epoch the gate let distillation through."""
+
+    def __init__(self) -> None:
+        self.on = self.seen = 0
+
+    def teacher_leads(self, student: Any, batch: dict, teacher_out: Any, student_loss: torch.Tensor) -> bool:
+        """Whether the teacher's detection loss on ``batch`` (the student's criterion applied to the
+        teacher's head outputs) is below the student's."""
+        with torch.no_grad():
+            teacher_loss = student.loss(batch, teacher_out)[0].sum()
+        leads = bool(teacher_loss < student_loss.detach())
+        self.seen += 1
+        self.on += leads
+        return leads
+
+    def report(self, trainer: Any) -> None:
+        from ultralytics.utils import LOGGER
+
+        if self.seen:
+            LOGGER.info(f"output distillation: on for {self.on} of {self.seen} batches (the teacher led)")
+        self.on = self.seen = 0
