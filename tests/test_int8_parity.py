@@ -17,17 +17,13 @@ IMGSZ = 160  # the shipped demo baseline's training size
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """The demo's trained YOLOv8n as a plain checkpoint, calibration images of its data, and a
-    recipe that quantizes everything (no part kept in float)."""
-    from edgeprune.data import make_synthetic_dataset
-    from edgeprune.demo import BASELINE_ASSET, load_portable
+def trained(demo_trained, tmp_path_factory):
+    """The demo's trained YOLOv8n, calibration images of its data, and a recipe that quantizes
+    everything (no part kept in float)."""
     from edgeprune.resources import data_dir
 
+    checkpoint, data = demo_trained
     root = tmp_path_factory.mktemp("int8")
-    detector, _ = load_portable(BASELINE_ASSET)
-    checkpoint = detector.save(root / "base.pt")
-    data = make_synthetic_dataset(root / "data", n_train=8, n_val=4, imgsz=IMGSZ, seed=0)
     recipe = root / "everything.yaml"
     shipped = (data_dir("calibration") / "yolo-onnxruntime-int8.yaml").read_text()
     recipe.write_text(
@@ -97,3 +93,33 @@ def test_export_report_carries_the_collapse(trained, tmp_path):
     assert report["result"]["parity"]["collapsed"] is True
     assert report["result"]["metrics"]["map50_95"] < 0.05 <= report["baseline"]["metrics"]["map50_95"]
     assert "accuracy has collapsed" in report["warnings"][0]
+
+
+def test_max_drop_recovers_the_collapsed_export(trained, tmp_path):
+    """The everything-INT8 recipe loses all of mAP50-95; ``--max-drop 1`` finds the box decode
+    (the concat of pixel boxes and [0, 1] scores under one scale) and keeps it in float."""
+    checkpoint, data, recipe = trained
+    out = _export(trained, tmp_path, "--recipe", str(recipe), "--data", str(data), "--max-drop", "1")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    report = json.loads(next(tmp_path.glob("*.export.json")).read_text())
+    control = report["export"]["accuracy_control"]
+    plain, final = control["steps"][0], control["steps"][-1]
+    assert plain["map50_95"] < 0.05 and plain["float_units"] == []  # the collapse, measured first
+    assert control["within"] and final["drop_points"] <= 1.0
+    assert control["float_units"][0] == "box_decode" and control["ranking"][0]["unit"] == "box_decode"
+    assert report["result"]["metrics"]["map50_95"] >= report["baseline"]["metrics"]["map50_95"] - 0.01
+    assert report["result"]["parity"]["collapsed"] is False
+    assert "accuracy control: within 1 points" in out.stdout and "box_decode" in out.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.export.json", "base.onnx"]  # no step left
+
+
+def test_max_drop_needs_data_and_an_int8_target(trained, tmp_path):
+    checkpoint, data, _ = trained
+    out = _export(trained, tmp_path, "--max-drop", "1")
+    assert (
+        out.returncode == 1 and "--max-drop measures the artifact's mAP50-95: it needs --data" in out.stderr
+    )
+    out = run_cli("export", str(checkpoint), "--target", "cpu-ort-fp32", "--data", str(data), "--max-drop", "1",
+                  "--out", str(tmp_path))  # fmt: skip
+    assert out.returncode == 1 and "--max-drop controls INT8 accuracy" in out.stderr
+    assert not any(tmp_path.iterdir())

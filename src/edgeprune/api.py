@@ -416,6 +416,8 @@ def export(
     out: str | Path = "edgeprune-out",
     stem: str | None = None,
     trust_checkpoint: bool = False,
+    max_drop: float | None = None,
+    say: Callable[[str], None] = lambda line: None,
 ) -> ExportResult:
     """Export ``model`` to the target's runtime and precision; parity against PyTorch is measured.
 
@@ -428,6 +430,10 @@ def export(
             measured on its validation split (every image letterboxed to the target's size) and
             written to OUT/STEM.export.json as ``baseline.metrics`` and ``result.metrics``.
         trust_checkpoint: as for ``prune``.
+        max_drop: INT8 only, needs ``data``: keep the layers that cost most accuracy in float
+            until the artifact loses at most this many points of mAP50-95
+            (``accuracy_control.py``); ``details["accuracy_control"]`` says what it took.
+        say: progress lines of the accuracy control.
     """
     t = resolve_target(target, imgsz=imgsz)
     detector = load_model(model, trust_checkpoint=trust_checkpoint)
@@ -436,9 +442,23 @@ def export(
     from edgeprune.models.detections import describe_collapse
 
     out = Path(out)
-    result = export_detector(detector, t, out, name, calib=calib, calib_images=calib_images, recipe=recipe)
+    base = None
+    if max_drop is None:
+        result = export_detector(
+            detector, t, out, name, calib=calib, calib_images=calib_images, recipe=recipe
+        )
+    else:
+        from edgeprune.accuracy_control import export_within_drop
+
+        if data is None:
+            raise OptionError("`max_drop` measures the artifact's mAP50-95: it needs `data` (a data.yaml)")
+        controlled = export_within_drop(
+            detector, t, out, name, data=data, max_drop=max_drop, calib=calib, calib_images=calib_images,
+            recipe=recipe, say=say,
+        )  # fmt: skip
+        result, base = controlled.export, controlled.fp32_metrics
     if data is not None:
-        base = detector.evaluate(data, imgsz=t.imgsz, square=True)
+        base = base or detector.evaluate(data, imgsz=t.imgsz, square=True)
         got = detector.evaluate_artifact(result.artifact, data, imgsz=t.imgsz)
         result.details["metrics"] = {"pytorch": base, "artifact": got}
         report = build_report(

@@ -156,6 +156,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     result = export(
         args.model, args.target, imgsz=args.imgsz, calib=args.calib, calib_images=args.calib_images,
         recipe=args.recipe, data=args.data, out=args.out, trust_checkpoint=args.trust_checkpoint,
+        max_drop=args.max_drop, say=print,
     )  # fmt: skip
     print(f"artifact: {result.artifact} ({result.size_mb:.2f} MB, {result.runtime} {result.precision})")
     q = result.details.get("quantization")
@@ -178,6 +179,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
             f"mAP50-95: PyTorch {pt:.4f}, {result.precision} artifact {art:.4f} ({(art - pt) * 100:+.2f} points)"
         )
         print(f"report: {result.details['report']}")
+    control = result.details.get("accuracy_control")
+    if control:
+        units = ", ".join(control["float_units"]) or "none"
+        last = control["steps"][-1]
+        verdict = "within" if control["within"] else "NOT within"
+        print(
+            f"accuracy control: {verdict} {control['max_drop_points']:g} points (drop {last['drop_points']:.2f}); "
+            f"float units beyond the recipe: {units}; {control['float_cost_ms']:+.2f} ms over plain INT8"
+        )
+        if not control["within"]:
+            return EXIT_OVER_BUDGET
     return EXIT_OK
 
 
@@ -463,6 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-images", type=int, help="number of calibration images (default: the recipe's)")
     p.add_argument("--recipe", help="calibration recipe name or YAML (default: the target's)")
     p.add_argument("--data", help="data.yaml: measure mAP50-95 of the PyTorch model and of the artifact")
+    p.add_argument(
+        "--max-drop", type=float, metavar="POINTS",
+        help="INT8, with --data: keep the most sensitive layers in float until mAP50-95 drops at most "
+        "this many points (exit 3 if it cannot)",
+    )  # fmt: skip
     p.add_argument("--out", default="edgeprune-out", help="output folder")
     trust_arg(p)
     p.set_defaults(func=_cmd_export)

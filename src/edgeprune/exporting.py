@@ -6,6 +6,7 @@ through :func:`export_detector`, so an artifact is made the same way wherever it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from edgeprune.errors import OptionError
@@ -23,8 +24,10 @@ def quantization_for(
     calib: str | Path | None,
     calib_images: int | None = None,
     recipe: str | Path | None = None,
+    float_units: Sequence[str] = (),
 ) -> Quantization | None:
-    """What an INT8 export of ``detector`` needs (None for other precisions)."""
+    """What an INT8 export of ``detector`` needs (None for other precisions). ``float_units``
+    (``Detector.quantization_units`` names) stay in float besides the recipe's parts."""
     from edgeprune.calibration import CalibrationData, load_recipe
 
     if target.precision != "int8":
@@ -40,7 +43,8 @@ def quantization_for(
     images = CalibrationData.from_source(
         calib, target.imgsz, calib_images or r.images, split=r.split, seed=r.seed
     )
-    patterns = (*detector.float_node_patterns(r.keep_float, runtime.node_naming), *r.keep_float_nodes)
+    parts = [*r.keep_float, *float_units]
+    patterns = (*detector.float_node_patterns(parts, runtime.node_naming), *r.keep_float_nodes)
     return Quantization(r, images, tuple(patterns))
 
 
@@ -53,12 +57,15 @@ def export_detector(
     calib: str | Path | None = None,
     calib_images: int | None = None,
     recipe: str | Path | None = None,
+    float_units: Sequence[str] = (),
 ) -> ExportResult:
-    """Export ``detector`` to ``target``'s runtime and precision in ``out``, parity checked."""
+    """Export ``detector`` to ``target``'s runtime and precision in ``out``, parity checked;
+    ``float_units`` as for ``quantization_for``."""
     runtime = get_runtime(target.runtime)
     quantization = quantization_for(
-        detector, target, runtime, calib=calib, calib_images=calib_images, recipe=recipe
-    )
+        detector, target, runtime, calib=calib, calib_images=calib_images, recipe=recipe,
+        float_units=float_units,
+    )  # fmt: skip
     module = detector.export_module(target.imgsz, normalized_boxes=runtime.normalized_boxes).eval()
     result = runtime.export(
         module,

@@ -217,8 +217,13 @@ class Detector(ABC):
         """Regular expressions over exported node names that select the named ``parts``
         (``box_decode``, ``dfl``) to be left in float by quantization. ``naming`` is how the
         runtime's converter names nodes from module paths: ``onnx`` (``/model/model.22/Add``,
-        also OpenVINO) or ``litert`` (``...DetectionModel_model/...Detect_22;3``). A family
-        without such parts returns none."""
+        also OpenVINO) or ``litert`` (``...DetectionModel_model/...Detect_22;3``). ``parts`` may
+        also name units of ``quantization_units``. A family without such parts returns none."""
+        return []
+
+    def quantization_units(self) -> list[str]:
+        """What accuracy-controlled INT8 (``accuracy_control.py``) may keep in float, one unit at a
+        time; names ``float_node_patterns`` turns into node patterns. None here."""
         return []
 
     # --- facts --------------------------------------------------------------------------

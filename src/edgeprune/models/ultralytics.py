@@ -571,7 +571,36 @@ class UltralyticsDetector(Detector):
         else:
             head = re.escape(f"model.{i}")
             known = {"box_decode": rf"/{head}/[^/]+$", "dfl": rf"/{head}/dfl/"}
-        return [known[p] for p in parts if p in known]
+        return [known[p] if p in known else _scope_pattern(p, naming) for p in parts]
+
+    def quantization_units(self) -> list[str]:
+        """The decode parts, then each prediction branch of the head (``model.22.cv3.1``: one
+        level's class convs), then every other top-level layer (``model.7``)."""
+        *body, head = self.module.model
+        units = ["box_decode", *(["dfl"] if getattr(head, "reg_max", 1) > 1 else [])]
+        units += [
+            f"model.{head.i}.{name}.{k}"
+            for name, child in head.named_children()
+            if isinstance(child, nn.ModuleList)
+            for k in range(len(child))
+        ]
+        return units + [f"model.{m.i}" for m in body]
+
+
+def _scope_pattern(unit: str, naming: str) -> str:
+    """The nodes a converter makes from module ``unit`` (``model.22.cv3.1``, ``model.7``): ONNX (and
+    OpenVINO) name them by module path, one ``/``-separated level per layer and per list item
+    (``/model.22/cv3.1/cv3.1.0/conv/Conv``); LiteRT by class and index (``...Detect_22/...Sequential_1/
+    ...Conv_0/...``), without the list's name, so there ``cv2.1`` and ``cv3.1`` are both of level 1."""
+    m = re.fullmatch(r"model\.(\d+)(?:\.(\w+)\.(\d+))?", unit)
+    if m is None:
+        raise OptionError(f"unknown float unit {unit!r}: expected box_decode, dfl or a layer such as model.7")
+    head, name, k = m.groups()
+    if naming == "litert":  # a list's items are named by class and index, not by the list: cv2.k = cv3.k
+        scope = rf"DetectionModel_model/[^/;]+_{head}/"
+        return scope + (rf"[^/;]+_{k}/" if name else "")
+    scope = rf"/model\.{head}/"
+    return scope + (rf"{name}\.{k}/" if name else "")
 
 
 def _computes_differently(model: nn.Module, rebuilt: nn.Module, example: torch.Tensor) -> list[str]:

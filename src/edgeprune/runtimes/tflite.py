@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import io
 import json
 import logging
@@ -44,17 +45,37 @@ def _interpreter_class() -> Any:
     return require("ai_edge_litert.interpreter", "tflite", "running .tflite models").Interpreter
 
 
+_CONVERTED: dict[str, bytes] = {}  # the last conversion, by what it was made from
+
+
 def convert(module: torch.nn.Module, example: torch.Tensor, path: Path) -> Path:
     """Float ``.tflite`` of ``module`` (static shapes, NCHW input as in PyTorch).
 
     A copy is converted: tracing leaves state cached in modules (a YOLO head's anchors) that the
-    original must not keep.
+    original must not keep. Conversion takes most of an export (tens of seconds), so the last
+    one is kept, by a digest of the module's structure, weights and input shape: exports that
+    differ only in quantization (accuracy control remakes one per float unit) convert once.
     """
     import torch
 
-    with torch.no_grad():
-        _litert_torch().convert(copy.deepcopy(module).eval(), (example,)).export(str(path))
+    key = _digest(module, example)
+    if key not in _CONVERTED:
+        with torch.no_grad():
+            _litert_torch().convert(copy.deepcopy(module).eval(), (example,)).export(str(path))
+        _CONVERTED.clear()
+        _CONVERTED[key] = path.read_bytes()
+    else:
+        path.write_bytes(_CONVERTED[key])
     return path
+
+
+def _digest(module: torch.nn.Module, example: torch.Tensor) -> str:
+    h = hashlib.sha256(repr(module).encode())
+    h.update(repr((tuple(example.shape), str(example.dtype))).encode())
+    for name, t in module.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _calibration_inputs(fp32: Path, quantization: Quantization) -> dict[str, list[dict[str, np.ndarray]]]:
