@@ -54,8 +54,10 @@ def engine_header(data: bytes) -> tuple[int, dict[str, Any]]:
     return 0, {}
 
 
-def _trt() -> Any:
-    return require("tensorrt", "tensorrt", "TensorRT engines (on a Jetson it comes with JetPack)")
+def _require_trt() -> None:
+    """Fail with the install hint when TensorRT is missing. Callers then ``import tensorrt as
+    trt`` themselves, so the type checker reads the calls against TensorRT's stubs."""
+    require("tensorrt", "tensorrt", "TensorRT engines (on a Jetson it comes with JetPack)")
 
 
 def _require_gpu() -> None:
@@ -69,8 +71,10 @@ def build_engine(
     onnx_path: Path, engine_path: Path, precision: str, metadata: dict[str, Any]
 ) -> dict[str, Any]:
     """Build a serialized engine from ``onnx_path`` with the TensorRT Python API (TensorRT 8.5+)."""
-    trt = _trt()
+    _require_trt()
     _require_gpu()
+    import tensorrt as trt
+
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     major = int(trt.__version__.split(".")[0])
@@ -103,8 +107,10 @@ class TensorRtSession(Session):
     def __init__(self, path: Path):
         import torch
 
-        trt = _trt()
+        _require_trt()
         _require_gpu()
+        import tensorrt as trt
+
         data = Path(path).read_bytes()
         offset, _ = engine_header(data)
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
@@ -117,7 +123,8 @@ class TensorRtSession(Session):
         self.inputs, self.outputs = [], []
         for i in range(self._engine.num_io_tensors):
             name = self._engine.get_tensor_name(i)
-            shape = tuple(self._engine.get_tensor_shape(name))
+            dims = self._engine.get_tensor_shape(name)
+            shape = tuple(dims[d] for d in range(len(dims)))
             dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
             buf = torch.empty(shape, dtype=torch.from_numpy(np.zeros(0, dtype)).dtype, device="cuda")
             self._buffers[name] = buf
@@ -141,7 +148,7 @@ class TensorRtSession(Session):
 def _tensorrt_here() -> str | None:
     """None when engines can be built here, else why not."""
     try:
-        _trt()
+        _require_trt()
         _require_gpu()
     except EdgepruneError as e:  # MissingBackendError is one
         return str(e)
@@ -191,7 +198,8 @@ class TensorRtRuntime(Runtime):
         return TensorRtSession(Path(artifact))
 
     def environment(self) -> dict[str, Any]:
-        trt = _trt()
+        _require_trt()
+        import tensorrt as trt
         import torch
 
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
