@@ -32,3 +32,43 @@ def test_the_gate_distils_from_a_teacher_that_knows_better_and_not_from_one_that
     assert _dis_loss(untrained, checkpoint, data, tmp_path / "leads") > 0
     # an untrained teacher never leads the trained student: nothing is distilled
     assert _dis_loss(trained, blank, data, tmp_path / "behind") == 0
+
+
+def test_a_teacher_of_another_size_teaches_the_search_and_one_of_other_classes_is_refused(
+    tmp_path, tiny_data
+):
+    """``teacher``: distil from a checkpoint other than the model pruned (here a YOLOv8s teaching a
+    pruned YOLOv8n); it must predict the same classes with the same head."""
+    import torch
+
+    from edgeprune.api import prune_to_budget, resolve_target
+    from edgeprune.errors import EdgepruneError
+    from edgeprune.pruning.options import SearchConfig
+
+    assert SearchConfig(budget_ms=5, teacher="t.pt").distill is True  # a teacher is for distilling
+    target = resolve_target("cpu-ort-fp32", imgsz=64).with_overrides(threads=1)
+    student = load_model("yolov8n.yaml", nc=6)
+    big = load_model("yolov8s.yaml", nc=6).save(tmp_path / "v8s.pt")
+    meter = lambda det, name: 10.0 + det.count(64)["macs"] / 1e6  # noqa: E731 - latency linear in MACs
+    prune_to_budget(
+        student, target, budget_ms=meter(student, "") * 0.7, data=tiny_data, epochs=1, steps=1, teacher=str(big),
+        batch=8, out=tmp_path / "out", meter=meter, say=lambda line: None,
+    )  # fmt: skip
+    saved = torch.load(tmp_path / "out" / "search" / "teacher.pt", weights_only=False)
+    params = sum(p.numel() for p in saved["model"].parameters())
+    assert params == sum(p.numel() for p in load_model(big).module.parameters())  # the YOLOv8s taught
+    other = load_model("yolov8s.yaml", nc=3).save(tmp_path / "nc3.pt")
+    with pytest.raises(EdgepruneError, match=r"teacher .*nc3.pt: its nc \(classes\) is 3, the model's is 6"):
+        prune_to_budget(
+            student, target, budget_ms=5, data=tiny_data, epochs=1, teacher=str(other), out=tmp_path / "o2",
+            meter=meter, say=lambda line: None,
+        )  # fmt: skip
+
+
+def test_the_cli_refuses_a_teacher_for_a_fixed_ratio(tmp_path, tiny_data):
+    from conftest import run_cli
+
+    out = run_cli("prune", "yolov8n.yaml", "-t", "cpu-ort-fp32", "--ratio", "0.3", "--data", str(tiny_data), "--teacher", "t.pt",
+                  "--out", str(tmp_path))  # fmt: skip
+    assert out.returncode == 1 and "--distill and --teacher fine-tune a budget search's result" in out.stderr
+    assert "Traceback" not in out.stderr

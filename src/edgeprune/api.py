@@ -266,7 +266,11 @@ def prune_to_budget(
     teacher = None
     if config.distill:
         (out / "search").mkdir(parents=True, exist_ok=True)
-        teacher = detector.save(out / "search" / "teacher.pt", {"role": "distillation teacher"})
+        source = detector
+        if config.teacher is not None:
+            source = load_model(config.teacher, trust_checkpoint=trust_checkpoint)
+            detector.check_teacher(source, config.teacher)
+        teacher = source.save(out / "search" / "teacher.pt", {"role": "distillation teacher"})
     baseline_metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch) if data is not None else {}
     searcher = BudgetSearcher(
         detector, config, latency, target=t, out=out, data=data, calib=calib, say=say,

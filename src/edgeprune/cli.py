@@ -30,6 +30,11 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         raise EdgepruneError(
             "--actions chooses what a budget search removes; --ratio removes channels only: drop one of the two"
         )
+    if args.distill or args.teacher:
+        raise EdgepruneError(
+            "--distill and --teacher fine-tune a budget search's result; with --ratio give --budget-ms or "
+            "--speedup instead, or drop them"
+        )
     given = {
         "importance": args.importance,
         "allocation": args.allocation,
@@ -90,7 +95,7 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
         ssh_config=args.ssh_config, train_overrides={"device": args.device} if args.device else None,
         budget_ms=args.budget_ms, speedup=args.speedup, epochs=args.epochs, step_epochs=args.step_epochs,
         steps=args.steps, importance=args.importance, margin=args.margin, max_layer_ratio=args.max_layer_ratio,
-        distill=args.distill or None, actions=args.actions, sensitivity=args.sensitivity, native=args.native or None,
+        distill=args.distill or None, teacher=args.teacher, actions=args.actions, sensitivity=args.sensitivity, native=args.native or None,
         keep_heads=args.keep_heads or None,
     )  # fmt: skip
     result, b = outcome, outcome.baseline
@@ -385,6 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--distill", nargs="?", const=True, choices=DISTILL_MODES, metavar="MODE",
         help="fine-tune with distillation from the unpruned model: its features, its outputs (class scores and "
         f"box distributions per anchor) or both ({', '.join(DISTILL_MODES)}; alone: {DISTILL_DEFAULT})",
+    )  # fmt: skip
+    p.add_argument(
+        "--teacher", help="budget search: distil from this checkpoint instead of the unpruned model (a larger "
+        "model, or the same trained longer; same classes and head); implies --distill",
     )  # fmt: skip
     p.add_argument(
         "--sensitivity", help="budget search: analysis.json of `edgeprune analyze` (same model and target): "

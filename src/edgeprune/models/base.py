@@ -221,6 +221,11 @@ class Detector(ABC):
         also name units of ``quantization_units``. A family without such parts returns none."""
         return []
 
+    def check_teacher(self, teacher: Detector, source: str) -> None:
+        """Raise ``EdgepruneError`` unless ``teacher`` (loaded from ``source``) can teach this model
+        by distillation. Families without distillation refuse any."""
+        raise EdgepruneError(f"{self.family} models are not fine-tuned by distillation; drop `teacher`")
+
     def quantization_units(self) -> list[str]:
         """What accuracy-controlled INT8 (``accuracy_control.py``) may keep in float, one unit at a
         time; names ``float_node_patterns`` turns into node patterns. None here."""

@@ -573,6 +573,26 @@ class UltralyticsDetector(Detector):
             known = {"box_decode": rf"/{head}/[^/]+$", "dfl": rf"/{head}/dfl/"}
         return [known[p] if p in known else _scope_pattern(p, naming) for p in parts]
 
+    def check_teacher(self, teacher: Detector, source: str) -> None:
+        """Output distillation pairs the two heads anchor by anchor and class by class: the
+        teacher needs this model's task, classes, box encoding and strides (any size or depth)."""
+        if not isinstance(teacher, UltralyticsDetector):
+            raise EdgepruneError(f"teacher {source}: not an Ultralytics YOLO checkpoint")
+        mine, theirs = self.module.model[-1], teacher.module.model[-1]
+        facts = {
+            "head": lambda h: type(h).__name__,
+            "nc (classes)": lambda h: h.nc,
+            "reg_max (box encoding)": lambda h: getattr(h, "reg_max", None),
+            "stride": lambda h: [float(x) for x in getattr(h, "stride", [])],
+            "one-to-one head (end2end)": lambda h: bool(getattr(h, "end2end", False)),
+        }
+        for name, fact in facts.items():
+            if fact(mine) != fact(theirs):
+                raise EdgepruneError(
+                    f"teacher {source}: its {name} is {fact(theirs)}, the model's is {fact(mine)}; a teacher "
+                    "must predict the same classes with the same head (e.g. a larger model of the same family)"
+                )
+
     def quantization_units(self) -> list[str]:
         """The decode parts, then each prediction branch of the head (``model.22.cv3.1``: one
         level's class convs), then every other top-level layer (``model.7``)."""

@@ -149,6 +149,9 @@ class SearchConfig:
         final_epochs: fine-tuning epochs after the last step (needs data).
         distill: fine-tune with knowledge distillation from the unpruned model: ``True`` (the
             ``DISTILL_DEFAULT`` mode) or a mode of ``DISTILL_MODES``; ``False``: none.
+        teacher: a checkpoint to distil from instead of the unpruned model (a larger model, or
+            the same one trained longer), with the same classes and head layout; implies
+            ``distill``. Loaded with the same care as the model.
         calib_images: calibration images of INT8 candidates (latency does not depend on them).
         rounds, iterations, warmup: interleaved timing of each candidate against the baseline
             (``ArtifactMeter``: per model and round, the target's warm-up, then ``iterations``
@@ -179,6 +182,7 @@ class SearchConfig:
     step_epochs: int = 0
     final_epochs: int = 0
     distill: bool | str = False
+    teacher: str | None = None
     calib_images: int = 16
     rounds: int = 6
     iterations: int = 10
@@ -197,6 +201,10 @@ class SearchConfig:
         object.__setattr__(self, "actions", actions)  # a list from YAML or JSON is kept as a tuple
         if self.sensitivity is not None:
             object.__setattr__(self, "sensitivity", str(self.sensitivity))  # a Path is kept as text (JSON)
+        if self.teacher is not None:
+            object.__setattr__(self, "teacher", str(self.teacher))
+            if not self.distill:
+                object.__setattr__(self, "distill", True)  # a teacher is for distilling
         unknown = [a for a in actions if a not in SEARCH_ACTION_NAMES]
         if not actions or unknown or len(set(actions)) != len(actions):
             raise OptionError(
