@@ -123,3 +123,16 @@ def test_max_drop_needs_data_and_an_int8_target(trained, tmp_path):
                   "--out", str(tmp_path))  # fmt: skip
     assert out.returncode == 1 and "--max-drop controls INT8 accuracy" in out.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_detection_error_reads_box_precision_that_a_cosine_misses():
+    from edgeprune.models.detections import detection_error
+
+    ref = [np.array([[0, 0, 100, 100, 0.9, 1], [200, 200, 240, 240, 0.8, 2]], np.float32)]
+    assert detection_error(ref, ref) == 0.0
+    assert detection_error(ref, [np.zeros((0, 6), np.float32)]) == 1.0  # all missed
+    shifted = ref[0].copy()
+    shifted[:, :4] += 2.0  # two pixels off: a box cosine stays above 0.9999
+    err = detection_error(ref, [shifted])
+    assert err == pytest.approx((0.0762 + 0.1777) / 2, abs=1e-3)  # 1 - IoU of the 100 px and 40 px boxes
+    assert detection_error([np.zeros((0, 6), np.float32)], [shifted]) is None

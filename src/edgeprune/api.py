@@ -244,6 +244,12 @@ def prune_to_budget(
         holds the smallest model reached, and the message says at what latency and size.
     """
     t = resolve_target(target, imgsz=imgsz)
+    if t.budget.scope == "end_to_end":
+        raise OptionError(
+            f"target {t.name}'s budget is end to end; the budget search times the engine: give it a target "
+            "whose budget scope is engine (with the engine's share of the budget), then check with "
+            "`edgeprune profile --end-to-end`"
+        )
     if config is None:
         config = search_config(t, data, **options)
     elif options:
@@ -494,8 +500,16 @@ def profile(
     *,
     json_path: str | Path | None = None,
     max_time_s: float | None = None,
+    end_to_end: bool | None = None,
+    images: str | Path | None = None,
 ) -> ProfileResult:
-    """Time ``artifact`` on this machine with the target's runtime and threads, then judge the budget."""
+    """Time ``artifact`` on this machine with the target's runtime and threads, then judge the budget.
+
+    ``end_to_end`` (default: the target's ``budget.scope`` is ``end_to_end``): time each frame's
+    letterbox, inference and decode + NMS on real ``images`` (a folder, or a data.yaml's
+    validation split) and judge the budget on the total; the report's ``end_to_end`` has every
+    stage (``profiling/end_to_end.py``).
+    """
     t = resolve_target(target)
     artifact = Path(artifact)
     if not artifact.exists():
@@ -505,17 +519,30 @@ def profile(
         raise EdgepruneError(
             f"target {t.name!r} runs {t.runtime}, which needs a {runtime.suffix} artifact; got {artifact.name}"
         )
+    if end_to_end is None:
+        end_to_end = t.budget.scope == "end_to_end"
+    if end_to_end and images is None:
+        raise OptionError(
+            "end-to-end timing letterboxes real frames: give `images` (an image folder or a data.yaml)"
+        )
     session = runtime.load(artifact, threads=t.threads)
-    stats = measure_profiled(session.runner(), t.profiling, max_time_s=max_time_s)
+    e2e = None
+    if end_to_end:
+        e2e = _end_to_end(runtime, session, artifact, t, images, max_time_s)
+        stats = e2e.total
+    else:
+        stats = measure_profiled(session.runner(), t.profiling, max_time_s=max_time_s)
     verdict = judge(stats, t.budget.latency_ms, t.budget.percentile)
     environment = collect_environment(runtime.environment(), t.threads)
     input_shape = list(session.inputs[0].shape)
     report = build_report(
-        target=t,
+        target=t.with_overrides(budget={"scope": "end_to_end" if end_to_end else "engine"}),
         result=model_block(latency=stats, artifact=artifact, input_shape=input_shape),
         verdict=verdict,
         environment=environment,
     )
+    if e2e is not None:
+        report["end_to_end"] = e2e.to_dict()
     if len(input_shape) == 4 and input_shape[-1] != t.imgsz:
         report["warnings"] = [
             f"artifact input is {input_shape[-1]} px but target {t.name} expects {t.imgsz} px"
@@ -523,6 +550,19 @@ def profile(
     if json_path is not None:
         write_report(report, json_path)
     return ProfileResult(stats, verdict, environment, report)
+
+
+def _end_to_end(
+    runtime: Any, session: Any, artifact: Path, t: Target, images: str | Path, max_time_s: float | None
+) -> Any:
+    from edgeprune.calibration.sources import source_images
+    from edgeprune.profiling.end_to_end import IMAGES, measure_end_to_end, postprocessor
+
+    if not Path(images).exists():
+        raise EdgepruneError(f"images not found: {images} (an image folder or a data.yaml)")
+    post, describe = postprocessor(runtime.read_metadata(artifact), t.imgsz, runtime.normalized_boxes)
+    frames = source_images(images, "val")[:IMAGES]
+    return measure_end_to_end(session, frames, t.imgsz, post, describe, t.profiling, max_time_s=max_time_s)
 
 
 def profile_remote(
@@ -545,6 +585,11 @@ def profile_remote(
     from edgeprune.profiling.remote import HostSpec, load_hosts_file, profile_hosts
 
     t = resolve_target(target)
+    if t.budget.scope == "end_to_end":
+        raise OptionError(
+            f"target {t.name}'s budget is end to end; over SSH only the engine is timed so far: "
+            "profile on the device itself, or give a target whose budget scope is engine"
+        )
     specs = [HostSpec.parse(h) for h in hosts] + (load_hosts_file(hosts_file) if hosts_file else [])
     if not specs:
         raise OptionError("no host given: `host` (user@host[:port]) or `hosts_file`")

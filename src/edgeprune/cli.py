@@ -187,7 +187,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     control = result.details.get("accuracy_control")
     if control:
         units = ", ".join(control["float_units"]) or "none"
-        last = control["steps"][-1]
+        last = control["steps"][control["chosen_step"]]
         verdict = "within" if control["within"] else "NOT within"
         print(
             f"accuracy control: {verdict} {control['max_drop_points']:g} points (drop {last['drop_points']:.2f}); "
@@ -202,9 +202,24 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from edgeprune.api import profile
 
     if args.host or args.hosts_file:
+        if args.end_to_end:
+            raise EdgepruneError("--end-to-end runs on this machine for now: drop --host/--hosts-file, or it")
         return _profile_remote(args)
-    res = profile(args.artifact, args.target, json_path=args.json)
+    res = profile(
+        args.artifact,
+        args.target,
+        json_path=args.json,
+        end_to_end=args.end_to_end or None,
+        images=args.images,
+    )
     s = res.stats
+    e2e = res.report.get("end_to_end")
+    if e2e:
+        stages = ", ".join(
+            f"{name} p50 {st['p50']:.2f} / p90 {st['p90']:.2f} / p99 {st['p99']:.2f}"
+            for name, st in e2e["stages"].items()
+        )
+        print(f"end to end ({e2e['images']} frames; {e2e['postprocess']}), ms: {stages}")
     print(
         f"{res.report['target']}: {s.n} runs, p50 {s.p50:.2f} ms, p90 {s.p90:.2f} ms, p99 {s.p99:.2f} ms, "
         f"mean {s.mean:.2f} ± {s.std:.2f} ms (cv {s.cv:.1%}); {res.environment.get('runtime')}, "
@@ -505,6 +520,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--hosts-file", help="hosts, one per line, or YAML: - {host: jetson1, python: /opt/venv/bin/python}"
     )
     p.add_argument("--ssh-config", help="OpenSSH client config to read (default ~/.ssh/config)")
+    p.add_argument(
+        "--end-to-end", action="store_true", help="time each frame's letterbox, inference and decode + NMS "
+        "on real --images, and judge the budget on the total (default when the target's budget scope is end_to_end)",
+    )  # fmt: skip
+    p.add_argument(
+        "--images", help="--end-to-end: real frames, an image folder or a data.yaml (its val split)"
+    )
     p.set_defaults(func=_cmd_profile)
 
     p = sub.add_parser(

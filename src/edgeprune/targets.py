@@ -88,12 +88,19 @@ class Budget(BaseModel):
         percentile: Which statistic of the measured latencies is compared with
             ``latency_ms``: ``p50``, ``p90``, ``p99`` or ``mean``.
         memory_mb: Optional limit on the memory the runtime uses, in MiB; ``None`` for none.
+        scope: What the limit covers: ``engine`` (one inference of the artifact) or
+            ``end_to_end`` (letterbox, inference, decode and NMS per frame; ``edgeprune profile``
+            then times every stage, see ``profiling/end_to_end.py``).
     """
 
     model_config = STRICT_CONFIG
 
     latency_ms: float = Field(gt=0, allow_inf_nan=False, description="latency limit in milliseconds")
     percentile: Percentile = Field(description="statistic compared with the limit (p50, p90, p99 or mean)")
+    scope: Literal["engine", "end_to_end"] = Field(
+        default="engine",
+        description="what the limit covers: engine (one inference) or end_to_end (per frame)",
+    )
     memory_mb: float | None = Field(
         default=None, gt=0, allow_inf_nan=False, description="optional memory limit in MiB"
     )

@@ -49,20 +49,34 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(box) + area(boxes) - inter, 1e-12)
 
 
-def matched(reference: np.ndarray, candidate: np.ndarray) -> int:
-    """How many ``reference`` detections have a ``candidate`` detection of their class at IoU >=
-    ``MATCH_IOU``, each candidate used once, highest-scoring reference detections first."""
+def pairs(reference: np.ndarray, candidate: np.ndarray) -> list[tuple[int, float]]:
+    """For each ``reference`` detection, highest-scoring first: the IoU of the ``candidate``
+    detection of its class it is paired with (each candidate used once, the best overlap left),
+    0.0 when none is left; as ``(reference index, IoU)``."""
     free = np.ones(len(candidate), bool)
-    hits = 0
-    for det in reference[np.argsort(-reference[:, 4])]:
+    out = []
+    for i in np.argsort(-reference[:, 4]) if len(reference) else []:
+        det = reference[i]
         ok = free & (candidate[:, 5] == det[5])
-        if not ok.any():
-            continue
-        iou = np.where(ok, _iou(det, candidate), -1.0)
+        iou = np.where(ok, _iou(det, candidate), -1.0) if ok.any() else np.array([-1.0])
         best = int(iou.argmax())
-        if iou[best] >= MATCH_IOU:
-            free[best], hits = False, hits + 1
-    return hits
+        if iou[best] > 0:
+            free[best] = False
+        out.append((int(i), max(float(iou[best]), 0.0)))
+    return out
+
+
+def matched(reference: np.ndarray, candidate: np.ndarray) -> int:
+    """How many ``reference`` detections are paired (``pairs``) at IoU >= ``MATCH_IOU``."""
+    return sum(iou >= MATCH_IOU for _, iou in pairs(reference, candidate))
+
+
+def detection_error(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> float | None:
+    """How far the artifact's detections are from PyTorch's, per image's detections: the mean of
+    ``1 - IoU`` over PyTorch's detections and their pairs (1 for a detection the artifact
+    misses), what mAP50-95's ten IoU thresholds read; None with no PyTorch detection."""
+    losses = [1.0 - iou for r, c in zip(reference, candidate, strict=True) for _, iou in pairs(r, c)]
+    return float(np.mean(losses)) if losses else None
 
 
 def detection_parity(
@@ -82,7 +96,9 @@ def detection_parity(
     out.update(
         detections_pytorch=n_ref,
         detections_artifact=sum(len(d) for d in got_dets),
+        detections_matched=hits,
         detection_recall=hits / n_ref if n_ref else None,
+        detection_error=detection_error(ref_dets, got_dets),
         collapsed=bool(hits / n_ref < COLLAPSE_RECALL) if n_ref else None,
     )
     return out
@@ -107,7 +123,7 @@ def describe_collapse(parity: dict[str, Any]) -> str | None:
     if not parity.get("collapsed"):
         return None
     return (
-        f"the artifact finds {round(parity['detection_recall'] * parity['detections_pytorch'])} of the "
+        f"the artifact finds {parity['detections_matched']} of the "
         f"{parity['detections_pytorch']} detections PyTorch finds on the parity image (class scores cosine "
         f"{parity.get('cosine_scores', float('nan')):.3f}): its accuracy has collapsed. Keep more of the model in "
         "float (the recipe's keep_float / keep_float_nodes) and measure it with --data"

@@ -50,7 +50,11 @@ def build_report(
     report: dict[str, Any] = {
         "edgeprune_version": __version__,
         "target": target.name,
-        "budget": {"latency_ms": target.budget.latency_ms, "percentile": target.budget.percentile},
+        "budget": {
+            "latency_ms": target.budget.latency_ms,
+            "percentile": target.budget.percentile,
+            "scope": target.budget.scope,
+        },  # fmt: skip
         "baseline": baseline,
         "result": result,
         "passed": verdict.passed if verdict else None,

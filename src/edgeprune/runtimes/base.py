@@ -185,6 +185,11 @@ class Runtime(ABC):
     def environment(self) -> dict[str, Any]:
         """Runtime name, version and execution provider/device, for the report."""
 
+    def read_metadata(self, artifact: Path) -> dict[str, Any]:
+        """What the export stored in or beside ``artifact`` (Ultralytics' keys: task, names,
+        imgsz, end2end, ...); empty when there is none."""
+        return {}
+
 
 def parity_input(example: torch.Tensor, quantization: Quantization | None) -> torch.Tensor:
     """A real calibration image when there is one (shaped like ``example``), else ``example``."""

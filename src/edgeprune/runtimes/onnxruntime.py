@@ -74,6 +74,21 @@ def write_metadata(path: Path, metadata: dict[str, Any]) -> None:
     onnx.save(model, str(path))
 
 
+def read_metadata(path: Path) -> dict[str, Any]:
+    """The model's string properties, read back into Python values where they are literals."""
+    import ast
+
+    import onnx
+
+    out: dict[str, Any] = {}
+    for prop in onnx.load(str(path), load_external_data=False).metadata_props:
+        try:
+            out[prop.key] = ast.literal_eval(prop.value)
+        except (ValueError, SyntaxError):
+            out[prop.key] = prop.value
+    return out
+
+
 def int8_types(recipe: CalibrationRecipe, flags: set[str], machine: str) -> dict[str, Any]:
     """Activation/weight types and ``reduce_range`` for this CPU, where the recipe says ``auto``."""
     arm = machine.lower() in ("aarch64", "arm64") or machine.lower().startswith("arm")
@@ -231,6 +246,9 @@ class OnnxRuntime(Runtime):
 
     def load(self, artifact: Path, *, threads: int | None = None) -> Session:
         return OrtSession(Path(artifact), threads)
+
+    def read_metadata(self, artifact: Path) -> dict[str, Any]:
+        return read_metadata(Path(artifact))
 
     def environment(self) -> dict[str, Any]:
         import onnxruntime as ort

@@ -89,11 +89,13 @@ class OpenVinoSession(Session):
         return [np.asarray(results[port]) for port in self._compiled.outputs]
 
 
-def _precision_of(xml: Path) -> str | None:
+def _metadata(xml: Path) -> dict[str, Any]:
     meta = xml.parent / "metadata.yaml"
-    if meta.is_file():
-        return (yaml.safe_load(meta.read_text()) or {}).get("precision")
-    return None
+    return (yaml.safe_load(meta.read_text()) or {}) if meta.is_file() else {}
+
+
+def _precision_of(xml: Path) -> str | None:
+    return _metadata(xml).get("precision")
 
 
 class OpenVinoRuntime(Runtime):
@@ -124,6 +126,10 @@ class OpenVinoRuntime(Runtime):
         if artifact.is_dir():
             artifact = next(artifact.glob("*.xml"))
         return OpenVinoSession(artifact, threads, _precision_of(artifact))
+
+    def read_metadata(self, artifact: Path) -> dict[str, Any]:
+        artifact = Path(artifact)
+        return _metadata(next(artifact.glob("*.xml")) if artifact.is_dir() else artifact)
 
     def environment(self) -> dict[str, Any]:
         ov = _optional.openvino()

@@ -33,7 +33,13 @@ from edgeprune.runtimes.base import (
     Session,
     TensorSpec,
 )
-from edgeprune.runtimes.onnxruntime import OrtSession, export_onnx, quantize_int8, write_metadata
+from edgeprune.runtimes.onnxruntime import (
+    OrtSession,
+    export_onnx,
+    quantize_int8,
+    read_metadata,
+    write_metadata,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -196,6 +202,12 @@ class TensorRtRuntime(Runtime):
 
     def load(self, artifact: Path, *, threads: int | None = None) -> Session:
         return TensorRtSession(Path(artifact))
+
+    def read_metadata(self, artifact: Path) -> dict[str, Any]:
+        artifact = Path(artifact)
+        if artifact.suffix == ".onnx":
+            return read_metadata(artifact)
+        return engine_header(artifact.read_bytes())[1]
 
     def environment(self) -> dict[str, Any]:
         _require_trt()

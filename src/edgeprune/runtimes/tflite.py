@@ -193,6 +193,13 @@ class TfliteRuntime(Runtime):
     def load(self, artifact: Path, *, threads: int | None = None) -> Session:
         return TfliteSession(Path(artifact), threads)
 
+    def read_metadata(self, artifact: Path) -> dict[str, Any]:
+        try:
+            with zipfile.ZipFile(artifact) as z:
+                return json.loads(z.read("metadata.json"))
+        except (zipfile.BadZipFile, KeyError, ValueError):
+            return {}
+
     def environment(self) -> dict[str, Any]:
         from importlib.metadata import version
 
