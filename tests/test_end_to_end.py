@@ -80,3 +80,23 @@ def test_nms_free_artifacts_are_only_filtered_by_confidence():
     (kept,) = post([raw])
     assert "non_max_suppression" in said and kept.shape[0] == 1
     assert kept[0, :4].tolist() == pytest.approx([64, 64, 96, 96])
+
+
+def test_an_nms_free_head_exports_final_detections_and_profiles_without_nms(tmp_path, demo_trained):
+    import onnxruntime as ort
+
+    _, data = demo_trained
+    out = run_cli("export", "yolo26n.yaml", "-t", "cpu-ort-fp32", "--imgsz", str(IMGSZ), "--end2end",
+                  "--out", str(tmp_path))  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    session = ort.InferenceSession(str(tmp_path / "yolo26n.onnx"))
+    assert session.get_outputs()[0].shape == [1, 300, 6]  # top-k final detections of the one-to-one branch
+    assert session.get_modelmeta().custom_metadata_map["end2end"] == "True"
+    assert "cosine 1.000000" in out.stdout  # order-free: the top-k's order among ties is the runtime's
+    prof = run_cli("profile", str(tmp_path / "yolo26n.onnx"), "-t", str(_target(tmp_path, "end_to_end")),
+                   "--images", str(data))  # fmt: skip
+    assert prof.returncode == 0 and "NMS-free (end2end head): confidence filter at 0.25" in prof.stdout
+    refused = run_cli(
+        "export", "yolov8n.yaml", "-t", "cpu-ort-fp32", "--end2end", "--out", str(tmp_path / "x")
+    )
+    assert refused.returncode == 1 and "its head has no one-to-one branch" in refused.stderr

@@ -119,6 +119,7 @@ def export_within_drop(
     calib: str | Path | None,
     calib_images: int | None = None,
     recipe: str | Path | None = None,
+    end2end: bool = False,
     max_units: int = MAX_UNITS,
     say: Callable[[str], None] = lambda line: None,
 ) -> ControlledExport:
@@ -132,7 +133,7 @@ def export_within_drop(
     fp32_metrics = detector.evaluate(data, imgsz=target.imgsz, square=True)
     fp32 = fp32_metrics["map50_95"]
     say(f"float mAP50-95 {fp32:.4f}; INT8 may lose at most {max_drop:g} points")
-    kwargs = {"calib": calib, "calib_images": calib_images, "recipe": recipe}
+    kwargs = {"calib": calib, "calib_images": calib_images, "recipe": recipe, "end2end": end2end}
 
     with tempfile.TemporaryDirectory(prefix="edgeprune-accuracy-") as tmp:
         scratch = Path(tmp)
@@ -188,6 +189,7 @@ def rank_units(
     calib: str | Path | None,
     calib_images: int | None = None,
     recipe: str | Path | None = None,
+    end2end: bool = False,
 ) -> list[tuple[str, float]]:
     """``(unit, gain)``, largest gain first: how much the artifact's outputs come closer to
     PyTorch's on ``RANK_IMAGES`` calibration images when that unit also stays in float.
@@ -199,11 +201,14 @@ def rank_units(
     from edgeprune.exporting import quantization_for
 
     runtime = get_runtime(target.runtime)
-    kw = {"calib": calib, "calib_images": calib_images, "recipe": recipe}
+    kw: dict[str, Any] = {"calib": calib, "calib_images": calib_images, "recipe": recipe}
     quantization = quantization_for(detector, target, runtime, **kw)
+    kw["end2end"] = end2end
     assert quantization is not None  # an INT8 target
     images = [x for _, x in zip(range(RANK_IMAGES), quantization.data.arrays(), strict=False)]
-    module = detector.export_module(target.imgsz, normalized_boxes=runtime.normalized_boxes).eval()
+    module = detector.export_module(
+        target.imgsz, normalized_boxes=runtime.normalized_boxes, end2end=end2end
+    ).eval()
     import torch
 
     references = [torch_outputs(module, torch.from_numpy(x)) for x in images]
@@ -218,7 +223,8 @@ def rank_units(
             return None
         session = runtime.load(made.artifact, threads=target.threads)
         return sum(
-            _output_error(detector, ref, session(x)) for ref, x in zip(references, images, strict=True)
+            _output_error(detector, ref, session(x), end2end)
+            for ref, x in zip(references, images, strict=True)
         )
 
     base = error([]) or 0.0  # the recipe's own artifact
@@ -241,12 +247,12 @@ def rank_units(
     return sorted(ranking, key=lambda r: -r[1])
 
 
-def _output_error(detector: Detector, reference: list[Any], candidate: list[Any]) -> float:
+def _output_error(detector: Detector, reference: list[Any], candidate: list[Any], end2end: bool) -> float:
     """How far an artifact's outputs are from PyTorch's on one image: the adapter's detection error
     (``1 - IoU`` of PyTorch's detections and the artifact's, what mAP50-95 reads; a missed one
     counts 1) plus ``1 - cosine`` of the class scores; where the adapter reads no detections,
     ``1 - cosine`` of the whole output."""
-    parts = detector.output_parity(reference, candidate)
+    parts = detector.output_parity(reference, candidate, end2end=end2end)
     if parts.get("detection_error") is not None:
         return parts["detection_error"] + (1.0 - parts.get("cosine_scores", 1.0))
     return 1.0 - compare_outputs(reference, candidate)["cosine"]

@@ -427,6 +427,7 @@ def export(
     stem: str | None = None,
     trust_checkpoint: bool = False,
     max_drop: float | None = None,
+    end2end: bool = False,
     say: Callable[[str], None] = lambda line: None,
 ) -> ExportResult:
     """Export ``model`` to the target's runtime and precision; parity against PyTorch is measured.
@@ -443,6 +444,8 @@ def export(
         max_drop: INT8 only, needs ``data``: keep the layers that cost most accuracy in float
             until the artifact loses at most this many points of mAP50-95
             (``accuracy_control.py``); ``details["accuracy_control"]`` says what it took.
+        end2end: an NMS-free head (YOLOv10, YOLO26) exported with its one-to-one branch: the
+            artifact returns final detections (metadata ``end2end: true``) and no NMS follows.
         say: progress lines of the accuracy control.
     """
     t = resolve_target(target, imgsz=imgsz)
@@ -455,7 +458,7 @@ def export(
     base = None
     if max_drop is None:
         result = export_detector(
-            detector, t, out, name, calib=calib, calib_images=calib_images, recipe=recipe
+            detector, t, out, name, calib=calib, calib_images=calib_images, recipe=recipe, end2end=end2end
         )
     else:
         from edgeprune.accuracy_control import export_within_drop
@@ -464,7 +467,7 @@ def export(
             raise OptionError("`max_drop` measures the artifact's mAP50-95: it needs `data` (a data.yaml)")
         controlled = export_within_drop(
             detector, t, out, name, data=data, max_drop=max_drop, calib=calib, calib_images=calib_images,
-            recipe=recipe, say=say,
+            recipe=recipe, end2end=end2end, say=say,
         )  # fmt: skip
         result, base = controlled.export, controlled.fp32_metrics
     if data is not None:

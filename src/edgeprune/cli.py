@@ -161,7 +161,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     result = export(
         args.model, args.target, imgsz=args.imgsz, calib=args.calib, calib_images=args.calib_images,
         recipe=args.recipe, data=args.data, out=args.out, trust_checkpoint=args.trust_checkpoint,
-        max_drop=args.max_drop, say=print,
+        max_drop=args.max_drop, end2end=args.end2end, say=print,
     )  # fmt: skip
     print(f"artifact: {result.artifact} ({result.size_mb:.2f} MB, {result.runtime} {result.precision})")
     q = result.details.get("quantization")
@@ -503,6 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-drop", type=float, metavar="POINTS",
         help="INT8, with --data: keep the most sensitive layers in float until mAP50-95 drops at most "
         "this many points (exit 3 if it cannot)",
+    )  # fmt: skip
+    p.add_argument(
+        "--end2end", action="store_true", help="NMS-free heads (YOLOv10, YOLO26): export the one-to-one branch, "
+        "so the artifact returns final detections and no NMS follows",
     )  # fmt: skip
     p.add_argument("--out", default="edgeprune-out", help="output folder")
     trust_arg(p)

@@ -6,6 +6,7 @@ through :func:`export_detector`, so an artifact is made the same way wherever it
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,15 +59,19 @@ def export_detector(
     calib_images: int | None = None,
     recipe: str | Path | None = None,
     float_units: Sequence[str] = (),
+    end2end: bool = False,
 ) -> ExportResult:
     """Export ``detector`` to ``target``'s runtime and precision in ``out``, parity checked;
-    ``float_units`` as for ``quantization_for``."""
+    ``float_units`` as for ``quantization_for``; ``end2end``: an NMS-free head's final
+    detections (``Detector.export_module``)."""
     runtime = get_runtime(target.runtime)
     quantization = quantization_for(
         detector, target, runtime, calib=calib, calib_images=calib_images, recipe=recipe,
         float_units=float_units,
     )  # fmt: skip
-    module = detector.export_module(target.imgsz, normalized_boxes=runtime.normalized_boxes).eval()
+    module = detector.export_module(
+        target.imgsz, normalized_boxes=runtime.normalized_boxes, end2end=end2end
+    ).eval()
     result = runtime.export(
         module,
         detector.example_input(target.imgsz, target.batch),
@@ -74,8 +79,8 @@ def export_detector(
         target=target,
         stem=stem,
         quantization=quantization,
-        metadata=detector.export_metadata(target.imgsz, target.batch),
-        compare=detector.output_parity,
+        metadata=detector.export_metadata(target.imgsz, target.batch, end2end=end2end),
+        compare=functools.partial(detector.output_parity, end2end=end2end),
     )
     result.details["imgsz"] = target.imgsz
     return result

@@ -49,15 +49,22 @@ class Detector(ABC):
     def inference_module(self) -> nn.Module:
         """A module returning plain tensors (no lists of feature maps), for export and parity checks."""
 
-    def export_module(self, imgsz: int, *, normalized_boxes: bool = False) -> nn.Module:
+    def export_module(
+        self, imgsz: int, *, normalized_boxes: bool = False, end2end: bool = False
+    ) -> nn.Module:
         """The module a runtime exports. ``normalized_boxes``: box coordinates divided by the image
         size, so boxes and [0, 1] scores share a range (what full-INT8 TFLite needs to keep the
-        scores, and what Ultralytics' LiteRT backend expects)."""
+        scores, and what Ultralytics' LiteRT backend expects). ``end2end``: final detections from
+        an NMS-free head."""
         if normalized_boxes:
             raise EdgepruneError(f"{self.family} models have no box outputs to normalize")
+        if end2end:
+            raise EdgepruneError(f"{self.family} models have no NMS-free head to export end to end")
         return self.inference_module()
 
-    def output_parity(self, reference: list[Any], candidate: list[Any]) -> dict[str, Any]:
+    def output_parity(
+        self, reference: list[Any], candidate: list[Any], end2end: bool = False
+    ) -> dict[str, Any]:
         """What an export's parity check reads in the outputs beyond one cosine over everything:
         an artifact's outputs (``candidate``) against PyTorch's (``reference``). None here."""
         return {}
@@ -209,7 +216,7 @@ class Detector(ABC):
         )
 
     # --- export --------------------------------------------------------------------------
-    def export_metadata(self, imgsz: int, batch: int = 1) -> dict[str, Any]:
+    def export_metadata(self, imgsz: int, batch: int = 1, end2end: bool = False) -> dict[str, Any]:
         """Key/values stored in the exported artifact so that the family's tooling can run it."""
         return {}
 

@@ -104,6 +104,32 @@ def detection_parity(
     return out
 
 
+def final_detection_parity(
+    reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]
+) -> dict[str, Any]:
+    """Parity of an NMS-free artifact, whose output is already ``(batch, max_det, 6 [+ extra])``
+    final detections (x1, y1, x2, y2, score, class): those above ``CONF`` compared as
+    ``detection_parity`` compares decoded ones. The rows are a top-k, whose order among equal
+    scores is the runtime's own, so the whole-output cosine and error are replaced by those of
+    the scores sorted (``cosine_scores``, order-free)."""
+    ref, got = np.asarray(reference[0]), np.asarray(candidate[0])
+    ref_scores, got_scores = (np.sort(o[..., 4], axis=-1) for o in (ref, got))
+    ref_dets, got_dets = ([d[d[:, 4] > CONF, :6] for d in out] for out in (ref, got))
+    n_ref = sum(len(d) for d in ref_dets)
+    hits = sum(matched(r, g) for r, g in zip(ref_dets, got_dets, strict=True))
+    return {
+        "detections_pytorch": n_ref,
+        "detections_artifact": sum(len(d) for d in got_dets),
+        "detections_matched": hits,
+        "detection_recall": hits / n_ref if n_ref else None,
+        "detection_error": detection_error(ref_dets, got_dets),
+        "collapsed": bool(hits / n_ref < COLLAPSE_RECALL) if n_ref else None,
+        "cosine": cosine_similarity(ref_scores, got_scores),
+        "cosine_scores": cosine_similarity(ref_scores, got_scores),
+        "max_abs_err": float(np.abs(ref_scores - got_scores).max()) if ref_scores.size else 0.0,
+    }
+
+
 def describe_parity(parity: dict[str, Any]) -> str:
     """One line: the whole output's error and cosine, and the parts and detections where known."""
     line = f"max abs error {parity['max_abs_err']:.3g}, cosine {parity['cosine']:.6f}"

@@ -100,17 +100,40 @@ class UltralyticsDetector(Detector):
     def inference_module(self) -> nn.Module:
         return FirstOutput(self.module)
 
-    def export_module(self, imgsz: int, *, normalized_boxes: bool = False) -> nn.Module:
+    def export_module(
+        self, imgsz: int, *, normalized_boxes: bool = False, end2end: bool = False
+    ) -> nn.Module:
+        """``end2end``: an NMS-free head (YOLOv10, YOLO26) exported with its one-to-one branch and
+        top-k selection, so the artifact returns ``(batch, max_det, 6 [+ extra])`` final detections
+        and no NMS follows; the model itself is left as it is."""
+        if end2end:
+            if getattr(self.head, "one2one_cv2", None) is None:
+                raise EdgepruneError(
+                    f"{Path(str(self.source)).name}: its head has no one-to-one branch; `end2end` exports "
+                    "NMS-free heads (YOLOv10, YOLO26)"
+                )
+            if normalized_boxes:
+                raise EdgepruneError(
+                    "`end2end` exports for runtimes with normalized boxes (TFLite) are not supported yet"
+                )
+            model = copy.deepcopy(self.module)
+            model.model[-1].end2end = True
+            return FirstOutput(model)
         if not normalized_boxes:
             return self.inference_module()
         kpt = tuple(self.head.kpt_shape) if self.task == "pose" else None
         return NormalizedBoxes(self.module, imgsz, self.nc, kpt)
 
-    def output_parity(self, reference: list[Any], candidate: list[Any]) -> dict[str, Any]:
+    def output_parity(
+        self, reference: list[Any], candidate: list[Any], end2end: bool = False
+    ) -> dict[str, Any]:
         """Boxes, class scores and decoded detections compared apart (``models/detections.py``),
-        for heads whose output is ``(batch, 4 + nc [+ extra], anchors)``; RT-DETR's is not."""
-        from edgeprune.models.detections import detection_parity
+        for heads whose output is ``(batch, 4 + nc [+ extra], anchors)``; RT-DETR's is not.
+        ``end2end`` outputs are final detections, compared as such."""
+        from edgeprune.models.detections import detection_parity, final_detection_parity
 
+        if end2end:
+            return final_detection_parity(reference, candidate)
         out = reference[0] if reference else None
         if (
             out is None
@@ -537,7 +560,7 @@ class UltralyticsDetector(Detector):
 
         return guess_model_task(self.module)
 
-    def export_metadata(self, imgsz: int, batch: int = 1) -> dict[str, Any]:
+    def export_metadata(self, imgsz: int, batch: int = 1, end2end: bool = False) -> dict[str, Any]:
         """What Ultralytics' exporter writes, so ``YOLO(artifact)`` predicts and validates it."""
         from edgeprune import __version__
 
@@ -552,7 +575,7 @@ class UltralyticsDetector(Detector):
             "imgsz": [imgsz, imgsz],
             "names": dict(names) if not isinstance(names, dict) else names,
             "channels": 3,
-            "end2end": False,  # the exported graph returns the one-to-many predictions; NMS follows
+            "end2end": end2end,  # False: the graph returns the one-to-many predictions and NMS follows
         }
         if meta["task"] == "pose":
             meta["kpt_shape"] = list(self.head.kpt_shape)
