@@ -106,7 +106,7 @@ def test_max_drop_recovers_the_collapsed_export(trained, tmp_path):
     plain, final = control["steps"][0], control["steps"][-1]
     assert plain["map50_95"] < 0.05 and plain["float_units"] == []  # the collapse, measured first
     assert control["within"] and final["drop_points"] <= 1.0
-    assert control["float_units"][0] == "box_decode" and control["ranking"][0]["unit"] == "box_decode"
+    assert control["float_units"][0] == "box_decode" and control["rankings"][0][0]["unit"] == "box_decode"
     assert report["result"]["metrics"]["map50_95"] >= report["baseline"]["metrics"]["map50_95"] - 0.01
     assert report["result"]["parity"]["collapsed"] is False
     assert "accuracy control: within 1 points" in out.stdout and "box_decode" in out.stdout

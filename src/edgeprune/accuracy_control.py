@@ -15,8 +15,9 @@ ONNX):
    cosine`` of the class scores) is its gain (``rank_units``: chunks of units first, then the
    units of the best chunks). A box cosine alone misses what mAP50-95 reads: OpenVINO's INT8 box
    decode keeps it at 0.9999 while costing 1.7 points.
-3. Units join the float set in that order, one at a time; after each, the artifact is remade and
-   its mAP50-95 and latency on the target's runtime measured, until the drop is within
+3. The unit that gains most joins the float set; the artifact is remade and its mAP50-95 and
+   latency on the target's runtime measured; the rest are ranked again from there (a unit's
+   effect can hide behind a worse one's), until the drop is within
    ``max_drop`` or ``max_units`` units are float (then the result says it could not, and the
    step that lost least is the one exported).
 
@@ -63,7 +64,9 @@ class ControlledExport:
     max_drop: float
     fp32_metrics: dict[str, float]
     steps: list[ControlStep]
-    ranking: list[tuple[str, float]] = field(default_factory=list)  # (unit, gain), best first
+    rankings: list[list[tuple[str, float]]] = field(
+        default_factory=list
+    )  # per step: (unit, gain), best first
 
     @property
     def fp32_map50_95(self) -> float:
@@ -104,7 +107,7 @@ class ControlledExport:
             "float_cost_ms": self.float_cost_ms,
             "chosen_step": self.steps.index(self.final),
             "steps": [asdict(s) for s in self.steps],
-            "ranking": [{"unit": u, "gain": g} for u, g in self.ranking],
+            "rankings": [[{"unit": u, "gain": g} for u, g in r] for r in self.rankings],
         }
 
 
@@ -150,25 +153,27 @@ def export_within_drop(
             return step
 
         steps = [measure([], "plain")]
-        ranking: list[tuple[str, float]] = []
-        if steps[0].drop_points > max_drop:
-            ranking = rank_units(detector, target, scratch / "rank", stem, **kwargs)
+        rankings: list[list[tuple[str, float]]] = []
+        chosen: list[str] = []
+        while steps[-1].drop_points > max_drop and len(chosen) < max_units:
+            # ranked again from the float set so far: a unit's effect can hide behind a worse one
+            # (the DFL's, while the quantized box decode collapses the scores)
+            ranking = rank_units(
+                detector, target, scratch / f"rank{len(chosen)}", stem, base_units=chosen, **kwargs
+            )
+            rankings.append(ranking)
             say(
                 "  most sensitive: "
-                + ", ".join(f"{u} ({g:+.3f})" for u, g in ranking[:5])
-                + (f" of {len(ranking)} units" if ranking else "no unit can stay float")
+                + (", ".join(f"{u} ({g:+.3f})" for u, g in ranking[:5]) or "no unit left")
+                + (f" of {len(ranking)} units" if ranking else "")
             )
-            chosen: list[str] = []
-            for unit, gain in ranking[:max_units]:
-                if gain <= 0:
-                    break  # keeping the rest float brings the outputs no closer
-                chosen.append(unit)
-                steps.append(measure(chosen, f"step{len(chosen)}"))
-                if steps[-1].drop_points <= max_drop:
-                    break
+            if not ranking or ranking[0][1] <= 0:
+                break  # keeping any other unit float brings the outputs no closer
+            chosen = [*chosen, ranking[0][0]]
+            steps.append(measure(chosen, f"step{len(chosen)}"))
     chosen = exported_step(steps, max_drop)
     result = export_detector(detector, target, Path(out), stem, float_units=chosen.float_units, **kwargs)
-    controlled = ControlledExport(result, max_drop, fp32_metrics, steps, ranking)
+    controlled = ControlledExport(result, max_drop, fp32_metrics, steps, rankings)
     result.details["accuracy_control"] = controlled.to_json()
     return controlled
 
@@ -190,9 +195,11 @@ def rank_units(
     calib_images: int | None = None,
     recipe: str | Path | None = None,
     end2end: bool = False,
+    base_units: Sequence[str] = (),
 ) -> list[tuple[str, float]]:
     """``(unit, gain)``, largest gain first: how much the artifact's outputs come closer to
-    PyTorch's on ``RANK_IMAGES`` calibration images when that unit also stays in float.
+    PyTorch's on ``RANK_IMAGES`` calibration images when that unit also stays in float, besides
+    ``base_units``.
 
     Coarse to fine, to spend fewer exports: the adapter's units (in its order: decode parts, head
     branches, layers) are measured in about sqrt(n) consecutive chunks, and the units of the
@@ -227,13 +234,13 @@ def rank_units(
             for ref, x in zip(references, images, strict=True)
         )
 
-    base = error([]) or 0.0  # the recipe's own artifact
+    base = error(base_units) or 0.0  # the artifact as it stands
 
     def gain(units: Sequence[str]) -> float | None:
-        err = error(units)
+        err = error([*base_units, *units])
         return None if err is None else base - err
 
-    units = detector.quantization_units()
+    units = [u for u in detector.quantization_units() if u not in base_units]
     size = max(1, round(len(units) ** 0.5))
     chunks = [units[i : i + size] for i in range(0, len(units), size)]
     measured = [(chunk, gain(chunk)) for chunk in chunks]
