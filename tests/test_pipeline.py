@@ -120,3 +120,45 @@ def test_run_recipe_int8_calibrates_both_models(tmp_path, tiny_data):
     for name in ("baseline", "pruned"):
         ops = {n.op_type for n in onnx.load(str(tmp_path / "out" / f"{name}.onnx")).graph.node}
         assert "QuantizeLinear" in ops  # both sides of the speed-up are the INT8 artifacts the target runs
+
+
+@pytest.mark.slow  # a real INT8 budget search, calibrating every probe: about a minute on 2 cores
+def test_run_recipe_searches_an_int8_budget_and_holds_int8_to_a_measured_drop(tmp_path, tiny_data):
+    """The composed flow from one recipe: a budget search measured on the INT8 artifact, then the
+    pruned model's INT8 held within ``export.max_drop``, with the deployment's two numbers (tiny
+    and untrained here: the plumbing; benchmarks/ has the numbers)."""
+    from edgeprune.resources import data_dir
+
+    shipped = (data_dir("targets") / "cpu-ort-int8.yaml").read_text()
+    fast = "profiling: {warmup: 1, warmup_s: 0, iterations: 5, min_time_s: 0}\n"
+    (tmp_path / "int8.yaml").write_text(shipped.split("profiling:")[0] + fast)
+    (tmp_path / "recipe.yaml").write_text(
+        f"model: yolov8n.yaml\ntarget: int8.yaml\nimgsz: 64\nthreads: 1\ndata: {tiny_data}\n"
+        "search: {speedup: 1.3, steps: 1}\nexport: {max_drop: 1.0}\nprofile_rounds: 1\nout: out\n"
+    )
+    r = run_cli("run", str(tmp_path / "recipe.yaml"))
+    assert r.returncode in (0, 3), r.stdout[-3000:] + r.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    summary = report["int8_vs_fp32_baseline"]
+    assert 0 < summary["size_fraction"] < 0.5  # INT8 and pruned against the FP32 baseline
+    control = summary["accuracy_control"]
+    assert control["max_drop_points"] == 1.0 and control["steps"][0]["float_units"] == []
+    assert summary["int8_pruned_map50_95"] == control["steps"][control["chosen_step"]]["map50_95"]
+    assert "search" in report and "INT8 pruned artifact:" in r.stdout and "accuracy control:" in r.stdout
+    assert (tmp_path / "out" / "fp32" / "baseline.onnx").is_file()
+
+
+def test_a_recipe_gives_prune_or_search_and_max_drop_needs_data(tmp_path):
+    both = tmp_path / "both.yaml"
+    both.write_text("model: yolov8n.yaml\ntarget: cpu-ort-fp32\nprune: {ratio: 0.5}\nsearch: {speedup: 2}\n")
+    r = run_cli("run", str(both))
+    assert r.returncode == 1 and "give `prune` (a fixed ratio) or `search` (a latency budget)" in r.stderr
+    nodata = tmp_path / "nodata.yaml"
+    nodata.write_text(
+        "model: yolov8n.yaml\ntarget: cpu-ort-int8\nsearch: {speedup: 2}\nexport: {max_drop: 1}\n"
+    )
+    r = run_cli("run", str(nodata))
+    assert (
+        r.returncode == 1 and "export: max_drop measures the artifact's mAP50-95: it needs `data`" in r.stderr
+    )
+    assert "Traceback" not in r.stderr

@@ -48,6 +48,7 @@ class PipelineSpec:
         None  # INT8 calibration images (folder or data.yaml); default: data's train split
     )
     train_options: dict[str, Any] | None = None  # Ultralytics training overrides for fine-tuning
+    max_drop: float | None = None  # INT8: the pruned artifact may lose at most this many mAP50-95 points
 
 
 class Stages:
@@ -200,9 +201,12 @@ def run_pipeline(
 
     done = stages.start(f"export both to {target.runtime} {target.precision}, parity checked against PyTorch")
     exports = {}
+    calib = spec.calib or spec.data
+    if spec.max_drop is not None:  # the pruned model's INT8 held to a measured accuracy
+        exports["pruned"] = _controlled_export(spec, pruned, target, out, calib, say)
     for name, det in (("baseline", baseline), ("pruned", pruned)):
         made_here = made.export if name == "pruned" else None  # the search exported it as the target runs it
-        exports[name] = made_here or export_detector(det, target, out, name, calib=spec.calib or spec.data)
+        exports[name] = exports.get(name) or made_here or export_detector(det, target, out, name, calib=calib)
         e = exports[name]
         say(
             f"      {e.artifact.name}: {e.size_mb:.2f} MB, max abs error {e.parity.get('max_abs_err', float('nan')):.2g}"
@@ -266,6 +270,7 @@ def run_pipeline(
         **made.record,
         spec={k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items() if k != "model"},
         stage_seconds=stages.seconds,
+        **_int8_summary(spec, baseline, pruned, target, exports, out),
         **(extra_report or {}),
     )  # fmt: skip
     report["wall_seconds"] = round(time.perf_counter() - wall, 1)
@@ -276,7 +281,69 @@ def run_pipeline(
     say(f"budget: {target.budget.latency_ms:.2f} ms {target.budget.percentile} ({budget_rule})")
     say(verdict.sentence())
     say(f"speed-up {report['speedup_p50']:.2f}x at p50; report: {path}")
+    summary = report.get("int8_vs_fp32_baseline")
+    if summary:
+        kept = f"{summary['map_kept']:.1%}" if summary["map_kept"] is not None else "-"
+        say(
+            f"INT8 pruned artifact: {summary['int8_pruned_mb']:.2f} MB, {summary['size_fraction']:.1%} of the FP32 "
+            f"baseline's {summary['fp32_baseline_mb']:.2f} MB; mAP50-95 {summary['int8_pruned_map50_95']:.4f}, "
+            f"{kept} of the float baseline's"
+        )
     return report
+
+
+def _controlled_export(
+    spec: PipelineSpec, pruned: Detector, target: Target, out: Path, calib: Any, say: Callable[[str], None]
+) -> ExportResult:
+    from edgeprune.accuracy_control import export_within_drop
+    from edgeprune.errors import OptionError
+
+    if spec.data is None:
+        raise OptionError("`max_drop` measures the artifact's mAP50-95: it needs `data`")
+    controlled = export_within_drop(
+        pruned, target, out, "pruned", data=spec.data, max_drop=spec.max_drop, calib=calib,
+        say=lambda line: say(f"      {line}"),
+    )  # fmt: skip
+    say(f"      {controlled.describe()}")
+    return controlled.export
+
+
+def _int8_summary(
+    spec: PipelineSpec,
+    baseline: Detector,
+    pruned: Detector,
+    target: Target,
+    exports: dict[str, ExportResult],
+    out: Path,
+) -> dict[str, Any]:
+    """For INT8 targets with data: the pruned INT8 artifact against the unpruned model in float,
+    the deployment's two numbers: its size as a fraction of the FP32 baseline artifact's (exported
+    here for it) and the artifact's mAP50-95 as a fraction of the float baseline's (both measured on
+    the data's validation split, every image letterboxed as an artifact is fed)."""
+    if target.precision != "int8" or spec.data is None:
+        return {}
+    fp32 = export_detector(
+        baseline, target.with_overrides(precision="fp32", calibration=None), out / "fp32", "baseline"
+    )
+    base_map = baseline.evaluate(spec.data, imgsz=target.imgsz, square=True)["map50_95"]
+    got = _artifact_map(pruned, exports["pruned"], spec.data, target)
+    return {
+        "int8_vs_fp32_baseline": {
+            "fp32_baseline_artifact": str(fp32.artifact), "fp32_baseline_mb": round(fp32.size_mb, 3),
+            "int8_pruned_mb": round(exports["pruned"].size_mb, 3),
+            "size_fraction": exports["pruned"].size_mb / fp32.size_mb,
+            "fp32_baseline_map50_95": base_map, "int8_pruned_map50_95": got,
+            "map_kept": got / base_map if base_map else None,
+            "accuracy_control": exports["pruned"].details.get("accuracy_control"),
+        }
+    }  # fmt: skip
+
+
+def _artifact_map(pruned: Detector, export: ExportResult, data: Any, target: Target) -> float:
+    control = export.details.get("accuracy_control")
+    if control:  # the accuracy control measured the step it exported
+        return control["steps"][control["chosen_step"]]["map50_95"]
+    return pruned.evaluate_artifact(export.artifact, data, imgsz=target.imgsz)["map50_95"]
 
 
 def _threads_text(threads: int | None) -> str:
