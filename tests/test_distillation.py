@@ -72,3 +72,13 @@ def test_the_cli_refuses_a_teacher_for_a_fixed_ratio(tmp_path, tiny_data):
                   "--out", str(tmp_path))  # fmt: skip
     assert out.returncode == 1 and "--distill and --teacher fine-tune a budget search's result" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_student_that_ends_above_its_teacher_is_told_why_distillation_may_cost():
+    from edgeprune.api import _outgrown_teacher
+
+    said = _outgrown_teacher({"map50_95": 0.3914}, {"map50_95": 0.4380}, None)
+    assert "ends at mAP50-95 0.4380, above the model given (the teacher) at 0.3914" in said
+    assert "--teacher" in said
+    assert _outgrown_teacher({"map50_95": 0.4544}, {"map50_95": 0.4473}, "ft.pt") is None
+    assert _outgrown_teacher({}, {"map50_95": 0.4}, None) is None  # no data: nothing to judge
