@@ -15,11 +15,12 @@ ONNX):
    cosine`` of the class scores) is its gain (``rank_units``: chunks of units first, then the
    units of the best chunks). A box cosine alone misses what mAP50-95 reads: OpenVINO's INT8 box
    decode keeps it at 0.9999 while costing 1.7 points.
-3. The unit that gains most joins the float set; the artifact is remade and its mAP50-95 and
-   latency on the target's runtime measured; the rest are ranked again from there (a unit's
-   effect can hide behind a worse one's), until the drop is within
-   ``max_drop`` or ``max_units`` units are float (then the result says it could not, and the
-   step that lost least is the one exported).
+3. The unit that gains most is tried in float; the artifact is remade and its mAP50-95 and
+   latency on the target's runtime measured. A unit that lowers the drop is kept and the rest are
+   ranked again from there (a unit's effect can hide behind a worse one's); one that does not
+   goes back to INT8 and the next is tried. This goes on until the drop is within
+   ``max_drop``, no unit left gains, or ``max_units`` trials are done (then the result says it
+   could not, and the step that lost least is the one exported).
 
 Each step's artifact is made in a scratch folder; only the one chosen is exported to ``out``.
 """
@@ -40,8 +41,8 @@ from edgeprune.runtimes import get_runtime
 from edgeprune.runtimes.base import ExportResult, compare_outputs, torch_outputs
 from edgeprune.targets import Target
 
-RANK_IMAGES = 8  # calibration images the per-unit sensitivity is measured on
-MAX_UNITS = 8  # float units at most, beyond the recipe's own
+RANK_IMAGES = 16  # calibration images the per-unit sensitivity is measured on
+MAX_UNITS = 8  # units tried in float at most, beyond the recipe's own
 REFINE = 2  # chunks of units whose units are ranked one by one
 
 
@@ -155,22 +156,29 @@ def export_within_drop(
         steps = [measure([], "plain")]
         rankings: list[list[tuple[str, float]]] = []
         chosen: list[str] = []
-        while steps[-1].drop_points > max_drop and len(chosen) < max_units:
-            # ranked again from the float set so far: a unit's effect can hide behind a worse one
-            # (the DFL's, while the quantized box decode collapses the scores)
-            ranking = rank_units(
-                detector, target, scratch / f"rank{len(chosen)}", stem, base_units=chosen, **kwargs
-            )
-            rankings.append(ranking)
-            say(
-                "  most sensitive: "
-                + (", ".join(f"{u} ({g:+.3f})" for u, g in ranking[:5]) or "no unit left")
-                + (f" of {len(ranking)} units" if ranking else "")
-            )
-            if not ranking or ranking[0][1] <= 0:
+        tried: set[str] = set()
+        ranking: list[tuple[str, float]] | None = None
+        while min(s.drop_points for s in steps) > max_drop and len(steps) <= max_units:
+            if ranking is None:  # ranked from the float set so far: an effect can hide behind a worse one
+                ranking = rank_units(
+                    detector, target, scratch / f"rank{len(steps)}", stem, base_units=chosen, **kwargs
+                )
+                rankings.append(ranking)
+                say(
+                    "  most sensitive: "
+                    + (", ".join(f"{u} ({g:+.3f})" for u, g in ranking[:5]) or "no unit left")
+                    + (f" of {len(ranking)} units" if ranking else "")
+                )
+            unit = next((u for u, g in ranking if g > 0 and u not in tried), None)
+            if unit is None:
                 break  # keeping any other unit float brings the outputs no closer
-            chosen = [*chosen, ranking[0][0]]
-            steps.append(measure(chosen, f"step{len(chosen)}"))
+            tried.add(unit)
+            step = measure([*chosen, unit], f"step{len(steps)}")
+            steps.append(step)
+            if step.drop_points < min(s.drop_points for s in steps[:-1]):
+                chosen, ranking = step.float_units, None  # it helped: kept, and the rest ranked again
+            else:
+                say(f"  {unit} did not help the mAP50-95: back in INT8")
     chosen = exported_step(steps, max_drop)
     result = export_detector(detector, target, Path(out), stem, float_units=chosen.float_units, **kwargs)
     controlled = ControlledExport(result, max_drop, fp32_metrics, steps, rankings)
