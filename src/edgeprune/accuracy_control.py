@@ -133,6 +133,10 @@ def export_within_drop(
         raise OptionError(f"`max_drop` controls INT8 accuracy; target {target.name} is {target.precision}")
     if not max_drop >= 0:
         raise OptionError(f"`max_drop` is in mAP50-95 points and must be >= 0, got {max_drop}")
+    if target.batch != 1:
+        raise OptionError(
+            f"`max_drop` measures batch-1 artifacts; target {target.name} has batch {target.batch}"
+        )
     runtime = get_runtime(target.runtime)
     fp32_metrics = detector.evaluate(data, imgsz=target.imgsz, square=True)
     fp32 = fp32_metrics["map50_95"]
@@ -177,6 +181,7 @@ def export_within_drop(
             steps.append(step)
             if step.drop_points < min(s.drop_points for s in steps[:-1]):
                 chosen, ranking = step.float_units, None  # it helped: kept, and the rest ranked again
+                tried.clear()  # what did not help before may now (an effect can hide behind another's)
             else:
                 say(f"  {unit} did not help the mAP50-95: back in INT8")
     chosen = exported_step(steps, max_drop)
@@ -229,24 +234,21 @@ def rank_units(
     references = [torch_outputs(module, torch.from_numpy(x)) for x in images]
     exports = itertools.count()
 
-    def error(units: Sequence[str]) -> float | None:
-        try:
-            made = export_detector(
-                detector, target, scratch / str(next(exports)), stem, float_units=units, **kw
-            )
-        except EdgepruneError:  # no node of the graph is in these units (an Identity DFL, say)
-            return None
+    def error(units: Sequence[str]) -> float:
+        made = export_detector(detector, target, scratch / str(next(exports)), stem, float_units=units, **kw)
         session = runtime.load(made.artifact, threads=target.threads)
         return sum(
             _output_error(detector, ref, session(x), end2end)
             for ref, x in zip(references, images, strict=True)
         )
 
-    base = error(base_units) or 0.0  # the artifact as it stands
+    base = error(base_units)  # the artifact as it stands: its export's errors are the user's to see
 
     def gain(units: Sequence[str]) -> float | None:
-        err = error([*base_units, *units])
-        return None if err is None else base - err
+        try:
+            return base - error([*base_units, *units])
+        except EdgepruneError:  # no node of the graph is in these units (an Identity DFL, say)
+            return None
 
     units = [u for u in detector.quantization_units() if u not in base_units]
     size = max(1, round(len(units) ** 0.5))

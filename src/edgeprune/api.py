@@ -549,6 +549,8 @@ def profile(
         )
     if end_to_end is None:
         end_to_end = t.budget.scope == "end_to_end"
+    if end_to_end and t.batch != 1:
+        raise OptionError(f"end-to-end timing feeds one frame at a time; target {t.name} has batch {t.batch}")
     if end_to_end and images is None:
         raise OptionError(
             "end-to-end timing letterboxes real frames: give `images` (an image folder or a data.yaml)"

@@ -308,6 +308,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from edgeprune.api import run
 
     report = run(args.recipe)
+    control = report.get("accuracy_control")
+    if control and not control["within"]:
+        print(f"accuracy control: NOT within {control['max_drop_points']:g} points of mAP50-95")
+        return EXIT_OVER_BUDGET
     return EXIT_OK if report["passed"] else EXIT_OVER_BUDGET
 
 

@@ -192,6 +192,7 @@ def run_pipeline(
     out.mkdir(parents=True, exist_ok=True)
     target = _target(spec)
     runtime = get_runtime(target.runtime)  # fail before any work if the runtime is missing
+    _check_spec(spec, target)
     stages = stages or Stages(stage_count(spec), say)
 
     baseline: Detector = load_model(spec.model, nc=dataset_classes(spec.data) if spec.data else None)
@@ -271,6 +272,7 @@ def run_pipeline(
         spec={k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items() if k != "model"},
         stage_seconds=stages.seconds,
         **_int8_summary(spec, baseline, pruned, target, exports, out),
+        **({"accuracy_control": c} if (c := exports["pruned"].details.get("accuracy_control")) else {}),
         **(extra_report or {}),
     )  # fmt: skip
     report["wall_seconds"] = round(time.perf_counter() - wall, 1)
@@ -292,14 +294,26 @@ def run_pipeline(
     return report
 
 
+def _check_spec(spec: PipelineSpec, target: Target) -> None:
+    """What the run cannot honour, refused before any work."""
+    from edgeprune.errors import OptionError
+
+    if target.budget.scope == "end_to_end":
+        raise OptionError(
+            f"target {target.name}'s budget is end to end; `edgeprune run` times the engine: give it a target "
+            "whose budget scope is engine, then check with `edgeprune profile --end-to-end`"
+        )
+    if spec.max_drop is not None and target.precision != "int8":
+        raise OptionError(f"`max_drop` controls INT8 accuracy; target {target.name} is {target.precision}")
+    if spec.max_drop is not None and spec.data is None:
+        raise OptionError("`max_drop` measures the artifact's mAP50-95: it needs `data`")
+
+
 def _controlled_export(
     spec: PipelineSpec, pruned: Detector, target: Target, out: Path, calib: Any, say: Callable[[str], None]
 ) -> ExportResult:
     from edgeprune.accuracy_control import export_within_drop
-    from edgeprune.errors import OptionError
 
-    if spec.data is None:
-        raise OptionError("`max_drop` measures the artifact's mAP50-95: it needs `data`")
     controlled = export_within_drop(
         pruned, target, out, "pruned", data=spec.data, max_drop=spec.max_drop, calib=calib,
         say=lambda line: say(f"      {line}"),
@@ -320,8 +334,8 @@ def _int8_summary(
     the deployment's two numbers: its size as a fraction of the FP32 baseline artifact's (exported
     here for it) and the artifact's mAP50-95 as a fraction of the float baseline's (both measured on
     the data's validation split, every image letterboxed as an artifact is fed)."""
-    if target.precision != "int8" or spec.data is None:
-        return {}
+    if target.precision != "int8" or spec.data is None or getattr(pruned, "task", "detect") != "detect":
+        return {}  # artifact mAP is measured for detection models
     fp32 = export_detector(
         baseline, target.with_overrides(precision="fp32", calibration=None), out / "fp32", "baseline"
     )

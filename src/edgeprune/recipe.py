@@ -161,7 +161,9 @@ def load_recipe(path: str | Path) -> PipelineSpec:
                 keep_heads=recipe.prune.keep_heads,
             )
         else:
-            search = _search_config(recipe, target, base)
+            search = _search_config(
+                recipe, target, local(recipe.search.teacher) if recipe.search.teacher else None
+            )
     except OptionError as e:
         section = "prune" if recipe.prune is not None else "search"
         raise ConfigError(f"{path}: {section}: {e.with_names(lambda name: name)}") from None
@@ -184,14 +186,13 @@ def load_recipe(path: str | Path) -> PipelineSpec:
     )
 
 
-def _search_config(recipe: Recipe, target: str, base: Path) -> SearchConfig:
+def _search_config(recipe: Recipe, target: str, teacher: str | None) -> SearchConfig:
     """The ``search`` section as the search's settings, the budget from the target unless given."""
     from edgeprune.api import resolve_target, search_config
 
     s = recipe.search
     assert s is not None
     t = resolve_target(target, imgsz=recipe.imgsz)
-    teacher = str(base / s.teacher) if s.teacher else None
     options = {
         "budget_ms": s.budget_ms, "speedup": s.speedup, "steps": s.steps, "step_epochs": s.step_epochs,
         "distill": s.distill or None, "teacher": teacher,

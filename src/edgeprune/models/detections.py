@@ -50,9 +50,10 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def pairs(reference: np.ndarray, candidate: np.ndarray) -> list[tuple[int, float]]:
-    """For each ``reference`` detection, highest-scoring first: the IoU of the ``candidate``
-    detection of its class it is paired with (each candidate used once, the best overlap left),
-    0.0 when none is left; as ``(reference index, IoU)``."""
+    """For each ``reference`` detection, highest-scoring first: the best IoU with a ``candidate``
+    detection of its class still free, as ``(reference index, IoU)`` (0.0 when none). A candidate
+    at IoU >= ``MATCH_IOU`` is used up by its pair; a weaker overlap is credited but leaves the
+    candidate free for the detection it may really belong to."""
     free = np.ones(len(candidate), bool)
     out = []
     for i in np.argsort(-reference[:, 4]) if len(reference) else []:
@@ -60,7 +61,7 @@ def pairs(reference: np.ndarray, candidate: np.ndarray) -> list[tuple[int, float
         ok = free & (candidate[:, 5] == det[5])
         iou = np.where(ok, _iou(det, candidate), -1.0) if ok.any() else np.array([-1.0])
         best = int(iou.argmax())
-        if iou[best] > 0:
+        if iou[best] >= MATCH_IOU:
             free[best] = False
         out.append((int(i), max(float(iou[best]), 0.0)))
     return out

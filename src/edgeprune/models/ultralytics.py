@@ -607,7 +607,7 @@ class UltralyticsDetector(Detector):
             "nc (classes)": lambda h: h.nc,
             "reg_max (box encoding)": lambda h: getattr(h, "reg_max", None),
             "stride": lambda h: [float(x) for x in getattr(h, "stride", [])],
-            "one-to-one head (end2end)": lambda h: bool(getattr(h, "end2end", False)),
+            "one-to-one branch (NMS-free head)": lambda h: getattr(h, "one2one_cv2", None) is not None,
         }
         for name, fact in facts.items():
             if fact(mine) != fact(theirs):

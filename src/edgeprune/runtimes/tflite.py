@@ -70,11 +70,21 @@ def convert(module: torch.nn.Module, example: torch.Tensor, path: Path) -> Path:
 
 
 def _digest(module: torch.nn.Module, example: torch.Tensor) -> str:
+    import torch
+
     h = hashlib.sha256(repr(module).encode())
     h.update(repr((tuple(example.shape), str(example.dtype))).encode())
     for name, t in module.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    for name, m in module.named_modules():  # plain attributes that change the graph (a head's max_det, ...)
+        for key, value in sorted(vars(m).items()):
+            if key.startswith("_") and key != "_end2end":
+                continue
+            if isinstance(value, torch.Tensor):
+                h.update(f"{name}.{key}".encode() + value.detach().cpu().contiguous().numpy().tobytes())
+            elif isinstance(value, (bool, int, float, str, tuple, list)):
+                h.update(f"{name}.{key}={value!r}".encode())
     return h.hexdigest()
 
 
