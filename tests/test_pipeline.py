@@ -122,7 +122,7 @@ def test_run_recipe_int8_calibrates_both_models(tmp_path, tiny_data):
         assert "QuantizeLinear" in ops  # both sides of the speed-up are the INT8 artifacts the target runs
 
 
-@pytest.mark.slow  # a real INT8 budget search, calibrating every probe: about a minute on 2 cores
+@pytest.mark.slow  # a real INT8 budget search, calibrating every probe: 36 s on a quiet 2-core VM
 def test_run_recipe_searches_an_int8_budget_and_holds_int8_to_a_measured_drop(tmp_path, tiny_data):
     """The composed flow from one recipe: a budget search measured on the INT8 artifact, then the
     pruned model's INT8 held within ``export.max_drop``, with the deployment's two numbers (tiny
