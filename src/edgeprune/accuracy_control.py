@@ -91,13 +91,7 @@ class ControlledExport:
         return self.final.latency_ms - self.steps[0].latency_ms
 
     def describe(self) -> str:
-        units = ", ".join(self.float_units) or "none"
-        head = f"within {self.max_drop:g} points" if self.within else f"NOT within {self.max_drop:g} points"
-        return (
-            f"accuracy control: {head}: mAP50-95 {self.final.map50_95:.4f} vs {self.fp32_map50_95:.4f} "
-            f"float (drop {self.final.drop_points:.2f} points) with {len(self.float_units)} more units "
-            f"in float ({units}), {self.float_cost_ms:+.2f} ms over plain INT8"
-        )
+        return describe_control(self.to_json())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +104,17 @@ class ControlledExport:
             "steps": [asdict(s) for s in self.steps],
             "rankings": [[{"unit": u, "gain": g} for u, g in r] for r in self.rankings],
         }
+
+
+def describe_control(control: dict[str, Any]) -> str:
+    """One line from ``ControlledExport.to_json()`` (``export.json``'s ``accuracy_control``)."""
+    units = ", ".join(control["float_units"]) or "none"
+    verdict = "within" if control["within"] else "NOT within"
+    drop = control["steps"][control["chosen_step"]]["drop_points"]
+    return (
+        f"accuracy control: {verdict} {control['max_drop_points']:g} points (drop {drop:.2f}); "
+        f"float units beyond the recipe: {units}; {control['float_cost_ms']:+.2f} ms over plain INT8"
+    )
 
 
 def export_within_drop(

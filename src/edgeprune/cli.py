@@ -186,13 +186,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"report: {result.details['report']}")
     control = result.details.get("accuracy_control")
     if control:
-        units = ", ".join(control["float_units"]) or "none"
-        last = control["steps"][control["chosen_step"]]
-        verdict = "within" if control["within"] else "NOT within"
-        print(
-            f"accuracy control: {verdict} {control['max_drop_points']:g} points (drop {last['drop_points']:.2f}); "
-            f"float units beyond the recipe: {units}; {control['float_cost_ms']:+.2f} ms over plain INT8"
-        )
+        from edgeprune.accuracy_control import describe_control
+
+        print(describe_control(control))
         if not control["within"]:
             return EXIT_OVER_BUDGET
     return EXIT_OK
@@ -310,7 +306,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     report = run(args.recipe)
     control = report.get("accuracy_control")
     if control and not control["within"]:
-        print(f"accuracy control: NOT within {control['max_drop_points']:g} points of mAP50-95")
+        from edgeprune.accuracy_control import describe_control
+
+        print(describe_control(control))
         return EXIT_OVER_BUDGET
     return EXIT_OK if report["passed"] else EXIT_OVER_BUDGET
 

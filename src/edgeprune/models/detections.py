@@ -91,18 +91,23 @@ def detection_parity(
         f"cosine_{name}": cosine_similarity(part, got_parts[name])
         for name, part in output_parts(ref, nc).items()
     }
-    ref_dets, got_dets = detections(ref, nc), detections(got, nc)
+    out.update(compare_detections(detections(ref, nc), detections(got, nc)))
+    return out
+
+
+def compare_detections(ref_dets: Sequence[np.ndarray], got_dets: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Counts, matches, recall, detection error and ``collapsed`` of the artifact's detections
+    (per image, rows of x1, y1, x2, y2, score, class) against PyTorch's."""
     n_ref = sum(len(d) for d in ref_dets)
     hits = sum(matched(r, g) for r, g in zip(ref_dets, got_dets, strict=True))
-    out.update(
-        detections_pytorch=n_ref,
-        detections_artifact=sum(len(d) for d in got_dets),
-        detections_matched=hits,
-        detection_recall=hits / n_ref if n_ref else None,
-        detection_error=detection_error(ref_dets, got_dets),
-        collapsed=bool(hits / n_ref < COLLAPSE_RECALL) if n_ref else None,
-    )
-    return out
+    return {
+        "detections_pytorch": n_ref,
+        "detections_artifact": sum(len(d) for d in got_dets),
+        "detections_matched": hits,
+        "detection_recall": hits / n_ref if n_ref else None,
+        "detection_error": detection_error(ref_dets, got_dets),
+        "collapsed": bool(hits / n_ref < COLLAPSE_RECALL) if n_ref else None,
+    }
 
 
 def final_detection_parity(
@@ -116,15 +121,8 @@ def final_detection_parity(
     ref, got = np.asarray(reference[0]), np.asarray(candidate[0])
     ref_scores, got_scores = (np.sort(o[..., 4], axis=-1) for o in (ref, got))
     ref_dets, got_dets = ([d[d[:, 4] > CONF, :6] for d in out] for out in (ref, got))
-    n_ref = sum(len(d) for d in ref_dets)
-    hits = sum(matched(r, g) for r, g in zip(ref_dets, got_dets, strict=True))
     return {
-        "detections_pytorch": n_ref,
-        "detections_artifact": sum(len(d) for d in got_dets),
-        "detections_matched": hits,
-        "detection_recall": hits / n_ref if n_ref else None,
-        "detection_error": detection_error(ref_dets, got_dets),
-        "collapsed": bool(hits / n_ref < COLLAPSE_RECALL) if n_ref else None,
+        **compare_detections(ref_dets, got_dets),
         "cosine": cosine_similarity(ref_scores, got_scores),
         "cosine_scores": cosine_similarity(ref_scores, got_scores),
         "max_abs_err": float(np.abs(ref_scores - got_scores).max()) if ref_scores.size else 0.0,
