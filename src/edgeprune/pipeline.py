@@ -104,7 +104,7 @@ def _prune_by_ratio(
     base_metrics: dict[str, float] = {}
     if spec.data is not None:
         done = stages.start("baseline accuracy")
-        base_metrics = baseline.evaluate(spec.data, imgsz=target.imgsz, batch=spec.batch)
+        base_metrics = baseline.evaluate(spec.data, imgsz=target.imgsz, batch=spec.batch, breakdown=True)
         done()
     config = spec.prune.with_changes(round_to=target.round_to)
     config.check_data(spec.data)
@@ -122,7 +122,7 @@ def _prune_by_ratio(
     metrics: dict[str, float] = {}
     if spec.data is not None:
         done = stages.start("pruned accuracy")
-        metrics = pruned.evaluate(spec.data, imgsz=target.imgsz, batch=spec.batch)
+        metrics = pruned.evaluate(spec.data, imgsz=target.imgsz, batch=spec.batch, breakdown=True)
         done()
     label = f"pruned {config.ratio:.0%}"
     return _Pruned(
@@ -269,14 +269,14 @@ def run_pipeline(
         map_kept=map_ / base_map if base_map and map_ is not None else None,
         budget_rule=budget_rule,
         **made.record,
-        spec={k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items() if k != "model"},
+        spec={k: _plain(v) for k, v in asdict(spec).items() if k != "model"},
         stage_seconds=stages.seconds,
         **_int8_summary(spec, baseline, pruned, target, exports, out),
         **({"accuracy_control": c} if (c := exports["pruned"].details.get("accuracy_control")) else {}),
         **(extra_report or {}),
     )  # fmt: skip
     report["wall_seconds"] = round(time.perf_counter() - wall, 1)
-    path = write_report(report, out / "report.json")
+    path = write_report(report, out / "report.json", html=True)
     say("")
     say(format_table(["model", "params", "MACs", "mAP50-95", "mAP kept", "p50 ms", "budget"], rows))
     say("")
@@ -358,6 +358,13 @@ def _artifact_map(pruned: Detector, export: ExportResult, data: Any, target: Tar
     if control:  # the accuracy control measured the step it exported
         return control["steps"][control["chosen_step"]]["map50_95"]
     return pruned.evaluate_artifact(export.artifact, data, imgsz=target.imgsz)["map50_95"]
+
+
+def _plain(value: Any) -> Any:
+    """A spec field as report.json holds it: paths as text, a target given as an object as its fields."""
+    if isinstance(value, Target):
+        return value.model_dump(mode="json")
+    return str(value) if isinstance(value, Path) else value
 
 
 def _threads_text(threads: int | None) -> str:
