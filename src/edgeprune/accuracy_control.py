@@ -143,7 +143,7 @@ def export_within_drop(
             f"`max_drop` measures batch-1 artifacts; target {target.name} has batch {target.batch}"
         )
     runtime = get_runtime(target.runtime)
-    fp32_metrics = detector.evaluate(data, imgsz=target.imgsz, square=True)
+    fp32_metrics = detector.evaluate(data, imgsz=target.imgsz, square=True, breakdown=True)
     fp32 = fp32_metrics["map50_95"]
     say(f"float mAP50-95 {fp32:.4f}; INT8 may lose at most {max_drop:g} points")
     kwargs = {"calib": calib, "calib_images": calib_images, "recipe": recipe, "end2end": end2end}

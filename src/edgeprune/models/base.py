@@ -200,14 +200,17 @@ class Detector(ABC):
             "save the pruned model and fine-tune it with your own training code"
         )
 
-    def evaluate(self, data: str | Path, *, imgsz: int, **kwargs: Any) -> dict[str, float]:
-        """Accuracy on the validation split, e.g. ``{"map50_95": .., "map50": ..}``."""
+    def evaluate(self, data: str | Path, *, imgsz: int, **kwargs: Any) -> dict[str, Any]:
+        """Accuracy on the validation split, e.g. ``{"map50_95": .., "map50": ..}``; with
+        ``breakdown=True`` also ``per_class`` and ``by_size`` (``models/coco_breakdown.py``)."""
         raise OptionError(
             f"{self.family} models have no detection metric in edgeprune: leave out `data` (accuracy is "
             "measured for Ultralytics models) and evaluate the pruned checkpoint with your own code"
         )
 
-    def evaluate_artifact(self, artifact: Path, data: str | Path, *, imgsz: int) -> dict[str, float]:
+    def evaluate_artifact(
+        self, artifact: Path, data: str | Path, *, imgsz: int, breakdown: bool = False
+    ) -> dict[str, Any]:
         """Accuracy of an exported artifact (ONNX, OpenVINO IR, ...) on the validation split, with
         the same metric and preprocessing as ``evaluate(..., square=True)``."""
         raise OptionError(
@@ -263,6 +266,50 @@ class Detector(ABC):
             elif isinstance(m, nn.Linear):
                 out[name] = m.out_features
         return out
+
+    def layer_macs(self, imgsz: int) -> dict[str, int]:
+        """Multiply-accumulates of every convolution and linear layer at ``imgsz``, by qualified
+        name (one forward pass of the inference module, counted from each layer's output size)."""
+        import torch
+
+        macs: dict[str, int] = {}
+
+        def counter(name: str) -> Any:
+            def hook(m: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+                if isinstance(m, nn.Conv2d):
+                    per_output = (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+                else:
+                    per_output = m.in_features
+                macs[name] = macs.get(name, 0) + int(output.numel() // output.shape[0]) * per_output
+
+            return hook
+
+        handles = [
+            m.register_forward_hook(counter(name))
+            for name, m in self.module.named_modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear))
+        ]
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            with torch.no_grad():
+                self.inference_module()(self.example_input(imgsz))
+        finally:
+            self.module.train(was_training)
+            for h in handles:
+                h.remove()
+        return macs
+
+    def layer_changes(
+        self, before: dict[str, int], before_macs: dict[str, int], imgsz: int
+    ) -> list[dict[str, Any]]:
+        """Per layer: output channels and MACs before (as given) and now; a layer removed has 0."""
+        channels, macs = self.channels(), self.layer_macs(imgsz)
+        return [
+            {"name": n, "before": c, "after": channels.get(n, 0),
+             "macs_before": before_macs.get(n, 0), "macs_after": macs.get(n, 0)}
+            for n, c in before.items()
+        ]  # fmt: skip
 
 
 class ModelAdapter(ABC):

@@ -506,16 +506,22 @@ class UltralyticsDetector(Detector):
         return best
 
     def evaluate(
-        self, data: str | Path, *, imgsz: int, batch: int = 16, square: bool = False, **overrides: Any
-    ) -> dict[str, float]:
+        self,
+        data: str | Path,
+        *,
+        imgsz: int,
+        batch: int = 16,
+        square: bool = False,
+        breakdown: bool = False,
+        **overrides: Any,
+    ) -> dict[str, Any]:
         """mAP on the validation split with Ultralytics' own validator and `model.val()`'s settings.
 
         ``square=True`` letterboxes every image to ``imgsz x imgsz`` one at a time, as an exported
-        artifact is fed, so the number compares with ``evaluate_artifact``'s.
+        artifact is fed, so the number compares with ``evaluate_artifact``'s. ``breakdown=True``
+        adds AP per class and per object size of the same predictions (``coco_breakdown``).
         """
         self._check_data(data)
-        from ultralytics.models.yolo.detect import DetectionValidator
-
         args = {
             "data": str(data),
             "imgsz": imgsz,
@@ -531,15 +537,16 @@ class UltralyticsDetector(Detector):
         }
         if square:  # what an exported fixed-shape artifact sees: every image letterboxed to imgsz x imgsz
             args.update(rect=False, batch=1)
-        validator = DetectionValidator(args=args)
-        stats = validator(model=copy.deepcopy(self.module))  # the validator fuses conv+BN in place
-        return _metrics(stats)
+        return _validate(
+            args, breakdown, model=copy.deepcopy(self.module)
+        )  # the validator fuses conv+BN in place
 
-    def evaluate_artifact(self, artifact: Path, data: str | Path, *, imgsz: int) -> dict[str, float]:
+    def evaluate_artifact(
+        self, artifact: Path, data: str | Path, *, imgsz: int, breakdown: bool = False
+    ) -> dict[str, Any]:
         """mAP of an exported artifact through Ultralytics' own validator and backends, which
         read the metadata edgeprune writes into (or beside) the artifact."""
         self._check_data(data)
-        from ultralytics.models.yolo.detect import DetectionValidator
 
         if self.task != "detect":
             raise EdgepruneError(
@@ -551,7 +558,7 @@ class UltralyticsDetector(Detector):
             "model": str(artifact), "data": str(data), "imgsz": imgsz, "batch": 1, "device": "cpu",
             "workers": 0, "plots": False, "verbose": False, "save_json": False, "half": False, "rect": False,
         }  # fmt: skip
-        return _metrics(DetectionValidator(args=args)())
+        return _validate(args, breakdown)
 
     @property
     def task(self) -> str:
@@ -662,6 +669,19 @@ def _computes_differently(model: nn.Module, rebuilt: nn.Module, example: torch.T
     if a.shape == b.shape and torch.allclose(a, b, atol=1e-4, rtol=1e-3):
         return []
     return [f"predictions differ (max {float((a - b).abs().max()) if a.shape == b.shape else 'shape'})"]
+
+
+def _validate(args: dict[str, Any], breakdown: bool, model: nn.Module | None = None) -> dict[str, Any]:
+    """Ultralytics' DetectionValidator on ``args`` (a module's or the artifact in ``args``)."""
+    if breakdown:
+        from edgeprune.models.coco_breakdown import validate_with_breakdown
+
+        stats, parts = validate_with_breakdown(args, model)
+        return {**_metrics(stats), **parts}
+    from ultralytics.models.yolo.detect import DetectionValidator
+
+    validator = DetectionValidator(args=args)
+    return _metrics(validator(model=model) if model is not None else validator())
 
 
 def _metrics(stats: dict[str, Any]) -> dict[str, float]:
