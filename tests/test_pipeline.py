@@ -73,6 +73,9 @@ def test_demo_quick(tmp_path):
     search = report["search"]
     assert search["speedup"] == 2.0 and search["steps"] and search["probes"]
     assert report["result"]["macs"] < report["baseline"]["macs"] and "map_kept" in report
+    page = (tmp_path / "demo" / "report.html").read_text()  # the page beside report.json, every section drawn
+    for section in ("verdict", "latency-accuracy", "latency-distribution", "layers", "accuracy-breakdown"):
+        assert f'id="{section}"' in page, section
 
 
 def test_portable_baseline_round_trip(tmp_path):

@@ -144,7 +144,9 @@ def prune(
     config.check_data(data)
     detector = _load(model, data, trust_checkpoint)
     measure_acc = data is not None and evaluate and not dry_run
-    baseline_metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch) if measure_acc else {}
+    baseline_metrics = (
+        detector.evaluate(data, imgsz=t.imgsz, batch=batch, breakdown=True) if measure_acc else {}
+    )
     if dry_run:
         report = prune_detector(detector, config, imgsz=t.imgsz, data=data, dry_run=True)
         return PruneOutcome(detector, report, baseline_metrics=baseline_metrics)
@@ -154,7 +156,7 @@ def prune(
     )  # fmt: skip
     outcome = PruneOutcome(detector, report, checkpoint, baseline_metrics=baseline_metrics)
     if measure_acc:
-        outcome.metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch)
+        outcome.metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch, breakdown=True)
     outcome.report_path = write_report(
         build_report(
             target=t,
@@ -163,6 +165,7 @@ def prune(
             pruning=report.to_dict(),
         ),
         out / "prune.json",
+        html=True,
     )
     return outcome
 
@@ -277,13 +280,17 @@ def prune_to_budget(
             source = load_model(config.teacher, trust_checkpoint=trust_checkpoint)
             detector.check_teacher(source, config.teacher)
         teacher = source.save(out / "search" / "teacher.pt", {"role": "distillation teacher"})
-    baseline_metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch) if data is not None else {}
+    baseline_metrics = (
+        detector.evaluate(data, imgsz=t.imgsz, batch=batch, breakdown=True) if data is not None else {}
+    )
     searcher = BudgetSearcher(
         detector, config, latency, target=t, out=out, data=data, calib=calib, say=say,
         finetune=_finetuner(t, data, batch, out, teacher, config.distill_mode, train_overrides, say)
         if data is not None
         else None,
-        evaluate=(lambda det: det.evaluate(data, imgsz=t.imgsz, batch=batch)) if data is not None else None,
+        evaluate=(lambda det: det.evaluate(data, imgsz=t.imgsz, batch=batch, breakdown=True))
+        if data is not None
+        else None,
         proxy=(lambda det: accuracy_proxy(det, data, t.imgsz, bn_images=min(PROXY_BN_IMAGES, config.bn_images)))
         if data is not None
         else None,
@@ -299,7 +306,9 @@ def prune_to_budget(
             say(f"warning: {outgrown}")
             report.setdefault("warnings", []).append(outgrown)
     found = {f.name: getattr(result, f.name) for f in fields(result)}
-    return BudgetOutcome(**found, report=report, report_path=write_report(report, out / "prune.json"))
+    return BudgetOutcome(
+        **found, report=report, report_path=write_report(report, out / "prune.json", html=True)
+    )
 
 
 def _outgrown_teacher(
@@ -496,8 +505,8 @@ def export(
         )  # fmt: skip
         result, base = controlled.export, controlled.fp32_metrics
     if data is not None:
-        base = base or detector.evaluate(data, imgsz=t.imgsz, square=True)
-        got = detector.evaluate_artifact(result.artifact, data, imgsz=t.imgsz)
+        base = base or detector.evaluate(data, imgsz=t.imgsz, square=True, breakdown=True)
+        got = detector.evaluate_artifact(result.artifact, data, imgsz=t.imgsz, breakdown=True)
         result.details["metrics"] = {"pytorch": base, "artifact": got}
         report = build_report(
             target=t,
@@ -510,7 +519,7 @@ def export(
         collapse = describe_collapse(result.parity)
         if collapse:
             report["warnings"] = [collapse]
-        result.details["report"] = str(write_report(report, out / f"{name}.export.json"))
+        result.details["report"] = str(write_report(report, out / f"{name}.export.json", html=True))
     return result
 
 
@@ -578,7 +587,7 @@ def profile(
             f"artifact input is {input_shape[-1]} px but target {t.name} expects {t.imgsz} px"
         ]
     if json_path is not None:
-        write_report(report, json_path)
+        write_report(report, json_path, html=True)
     return ProfileResult(stats, verdict, environment, report)
 
 

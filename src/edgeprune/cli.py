@@ -313,6 +313,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if report["passed"] else EXIT_OVER_BUDGET
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from edgeprune.report.html import HTML_NAME, load_run, write_html
+
+    runs = [load_run(path) for path in args.runs]
+    out = Path(args.out) if args.out else runs[0].folder / HTML_NAME
+    if out.is_dir():
+        out = out / HTML_NAME
+    print(f"report: {write_html(runs, out)}")
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from edgeprune.demo import run_demo
 
@@ -540,6 +551,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("recipe", help="recipe YAML (see edgeprune/recipe.py or the README)")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "report", help="draw report.html from a run's JSON files, or compare several runs in one page"
+    )
+    p.add_argument("runs", nargs="+", metavar="DIR_OR_JSON",
+                   help="output folders or report JSONs; the first is shown in full, the others compared")  # fmt: skip
+    p.add_argument("--out", help="the page to write (default: report.html in the first run's folder)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("targets", help="list, show or validate target profiles")
     tsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")

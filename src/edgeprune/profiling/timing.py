@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -41,6 +41,10 @@ class LatencyStats:
     max: float
     cv: float  # std / mean
     outliers: int = 0  # runs above p75 + 3 * (p75 - p25): counted, never dropped
+    # the distribution the statistics summarize, for the HTML report's plot: (bin edges ms, counts)
+    histogram: tuple[tuple[float, ...], tuple[int, ...]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     @classmethod
     def from_samples(cls, samples_ms: list[float] | np.ndarray) -> LatencyStats:
@@ -60,6 +64,7 @@ class LatencyStats:
             max=float(a.max()),
             cv=std / mean if mean > 0 else 0.0,
             outliers=int((a > p75 + 3 * (p75 - p25)).sum()),
+            histogram=_histogram(a),
         )
 
     def get(self, percentile: str) -> float:
@@ -69,7 +74,22 @@ class LatencyStats:
         return getattr(self, percentile)
 
     def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+        out = asdict(self)
+        del out["histogram"]  # the statistics; the distribution is ``histogram_dict``'s
+        return out
+
+    def histogram_dict(self) -> dict[str, list[float]] | None:
+        if self.histogram is None:
+            return None
+        edges, counts = self.histogram
+        return {"edges_ms": list(edges), "counts": list(counts)}
+
+
+def _histogram(a: np.ndarray) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """Counts in up to 40 equal bins from the fastest run to the slowest (Freedman-Diaconis width)."""
+    bins = min(40, max(5, len(np.histogram_bin_edges(a, bins="fd")) - 1)) if a.size > 1 else 1
+    counts, edges = np.histogram(a, bins=bins)
+    return tuple(round(float(e), 5) for e in edges), tuple(int(c) for c in counts)
 
 
 def sample(

@@ -41,8 +41,10 @@ class GroupCosts(Protocol):
 @dataclass(frozen=True)
 class LayerChange:
     name: str
-    before: int
+    before: int  # output channels
     after: int
+    macs_before: int = 0  # multiply-accumulates at the report's imgsz
+    macs_after: int = 0
 
 
 @dataclass
@@ -105,7 +107,11 @@ def prune_detector(
     if dry_run:
         detector = detector.clone()
 
-    before_channels, before = detector.channels(), detector.count(imgsz)
+    before_channels, before, before_macs = (
+        detector.channels(),
+        detector.count(imgsz),
+        detector.layer_macs(imgsz),
+    )
     start = time.perf_counter()
     planned: dict[str, int] = {}
     if config.ratio > 0:
@@ -130,8 +136,8 @@ def prune_detector(
         else:
             detector.native = False  # free widths: the config no longer says them
     seconds = time.perf_counter() - start
-    after_channels, after = detector.channels(), detector.count(imgsz)
-    layers = [LayerChange(n, c, after_channels.get(n, 0)) for n, c in before_channels.items()]
+    after = detector.count(imgsz)
+    layers = [LayerChange(**change) for change in detector.layer_changes(before_channels, before_macs, imgsz)]
     return PruneReport(config, imgsz, before, after, seconds, layers, planned)
 
 

@@ -75,6 +75,7 @@ class SearchResult:
     reference_ms: float
     margin: dict[str, Any]
     message: str
+    layers: list[dict[str, Any]] = field(default_factory=list)  # channels and MACs per layer, before -> after
 
     @property
     def passed(self) -> bool:
@@ -127,6 +128,7 @@ class SearchResult:
             "prediction_error": self.prediction_error,
             "prediction_error_uncorrected": abs(self.predicted_ms - final_ms) / final_ms,
             "margin": self.margin,
+            "layers": self.layers,
         }
 
 

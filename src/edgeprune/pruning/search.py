@@ -220,7 +220,10 @@ class BudgetSearcher:
         counts = self.current.count(self.imgsz)
         t0 = time.perf_counter()
         ms = self.meter.measure(self.current, "baseline")
-        self.baseline = {**counts, "measured_ms": ms, "seconds": round(time.perf_counter() - t0, 1)}
+        self.baseline = {
+            **counts, "measured_ms": ms, "seconds": round(time.perf_counter() - t0, 1),
+            "channels": self.source.channels(), "layer_macs": self.source.layer_macs(self.imgsz),
+        }  # fmt: skip
         self.model.add(counts["macs"], ms)
         faster = f" ({self.config.speedup:g}x faster)" if self.config.speedup else ""
         self.say(
@@ -428,6 +431,10 @@ class BudgetSearcher:
             last.measured_ms if last else self.baseline["measured_ms"], reference, self.goals.margin_record(), "",
         )  # fmt: skip
         result.message = closing_message(result, self.imgsz)
+        if self.baseline.get("channels"):  # a search resumed from an older state has none
+            result.layers = self.current.layer_changes(
+                self.baseline["channels"], self.baseline.get("layer_macs", {}), self.imgsz
+            )
         return result
 
     # --- state ------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeprune.files import write_text_atomic
+
 if TYPE_CHECKING:
     from edgeprune.profiling import LatencyStats, Verdict
     from edgeprune.targets import Target
@@ -29,6 +31,8 @@ def model_block(
         "latency_ms": {k: getattr(latency, k) for k in LATENCY_KEYS} if latency else None,
         "metrics": dict(metrics or {}),
     }
+    if latency is not None and latency.histogram is not None:
+        block["latency_histogram"] = latency.histogram_dict()
     if artifact is not None:
         block["artifact"] = str(artifact)
     block.update(extra)
@@ -78,8 +82,12 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def write_report(report: dict[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(report), indent=2) + "\n")
+def write_report(report: dict[str, Any], path: str | Path, html: bool = False) -> Path:
+    """Write ``report`` as JSON (atomically); with ``html``, also ``report.html`` beside it, drawn
+    from that folder's reports (``report/html.py``)."""
+    path = write_text_atomic(path, json.dumps(_clean(report), indent=2) + "\n")
+    if html:
+        from edgeprune.report.html import write_beside
+
+        write_beside(path)
     return path
