@@ -53,7 +53,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         out=args.out,
         dry_run=args.dry_run,
         trust_checkpoint=args.trust_checkpoint,
-        train_overrides={"device": args.device} if args.device else None,
+        train_overrides={"progress": print, **({"device": args.device} if args.device else {})},
         **{k: v for k, v in given.items() if v is not None},
     )
     r = outcome.report
@@ -602,6 +602,9 @@ def _flag(option: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from edgeprune.progress import enable_bars
+
+    enable_bars(sys.stdout.isatty() and sys.stderr.isatty())  # a pipe or a CI log gets the lines alone
     try:
         return args.func(args)
     except EdgepruneError as e:

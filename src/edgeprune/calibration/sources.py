@@ -93,8 +93,12 @@ class CalibrationData:
 
     def arrays(self) -> Iterator[np.ndarray]:
         """One (1, 3, imgsz, imgsz) float32 array per image."""
-        for path in self.images:
-            yield preprocess(path, self.imgsz)[None]
+        from edgeprune.progress import track
+
+        with track(len(self.images), "calibration images") as bar:
+            for path in self.images:
+                yield preprocess(path, self.imgsz)[None]
+                bar.advance()
 
     def batches(self, batch: int) -> Iterator[np.ndarray]:
         """(batch, 3, imgsz, imgsz) float32 arrays; the last one may be smaller."""

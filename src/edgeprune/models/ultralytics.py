@@ -35,6 +35,7 @@ from edgeprune.models.ultralytics_blocks import (
     head_outputs,
     raw_trace_forward,
 )
+from edgeprune.progress import Task, track
 
 _CONFIG_SUFFIXES = (".yaml", ".yml")
 _CONFIG_HEADER = "# Written by edgeprune: the native-pruned network; Ultralytics builds it as it is.\n"
@@ -485,8 +486,6 @@ class UltralyticsDetector(Detector):
         }
         args.setdefault("workers", _default_workers(args["device"]))
         trainer = DetectionTrainer(overrides=args)
-        if progress is not None:
-            trainer.add_callback("on_fit_epoch_end", _epoch_reporter(progress))
         if output_distill is not None:
             if args.get("distill_model") is None:
                 raise OptionError("output distillation needs a teacher: `distill_model`")
@@ -500,7 +499,10 @@ class UltralyticsDetector(Detector):
         for p in self.module.parameters():
             p.requires_grad_(True)
         trainer.model = self.module
-        trainer.train()
+        with track(epochs, "epochs") as task:
+            if progress is not None:
+                trainer.add_callback("on_fit_epoch_end", _epoch_reporter(progress, task))
+            trainer.train()
         best = Path(trainer.best if trainer.best.exists() else trainer.last)
         self.module = load_ultralytics_checkpoint(best)
         return best
@@ -715,7 +717,7 @@ def _default_workers(device: Any) -> int:
     return min(8, os.cpu_count() or 1)
 
 
-def _epoch_reporter(progress: Callable[[str], None]) -> Callable[[Any], None]:
+def _epoch_reporter(progress: Callable[[str], None], task: Task) -> Callable[[Any], None]:
     """An Ultralytics callback printing one line per epoch: loss, mAP, elapsed and time left."""
     start = time.perf_counter()
 
@@ -738,6 +740,7 @@ def _epoch_reporter(progress: Callable[[str], None]) -> Callable[[Any], None]:
             f"  epoch {done}/{total}  loss {loss:.3f}  mAP50 {m.get('metrics/mAP50(B)', 0):.3f}  "
             f"mAP50-95 {m.get('metrics/mAP50-95(B)', 0):.3f}  {elapsed:.0f}s elapsed, ~{left:.0f}s left"
         )
+        task.advance()
 
     return report
 

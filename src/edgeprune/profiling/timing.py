@@ -167,11 +167,15 @@ def sample_interleaved(
     other round (A B, B A, ...), so that a model does not always run right after the same one and
     a steady drift in load hits both alike. Returns ``{name: [samples of round 1, round 2, ...]}``.
     """
+    from edgeprune.progress import track
+
     per_round: dict[str, list[list[float]]] = {name: [] for name in fns}
     names = list(fns)
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            per_round[name].append(sample(fns[name], **kwargs))
+    with track(rounds * len(names), "timing rounds") as bar:
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                per_round[name].append(sample(fns[name], **kwargs))
+                bar.advance()
     return per_round
 
 

@@ -38,6 +38,7 @@ from edgeprune.exporting import export_detector
 from edgeprune.models.base import Detector
 from edgeprune.profiling.budget import judge
 from edgeprune.profiling.meters import LatencyMeter, reference_ms
+from edgeprune.progress import track
 from edgeprune.pruning.actions import SEARCH_ACTIONS, Candidate, Proposals, SearchAction
 from edgeprune.pruning.latency_model import LatencyModel
 from edgeprune.pruning.options import SearchConfig
@@ -240,16 +241,18 @@ class BudgetSearcher:
             return
         started, announced = time.perf_counter(), MARGIN_MIN
         k, limit = len(self.steps), self.config.steps + self.config.extra_steps
-        while k < limit:
-            k += 1
-            if self.config.margin == "auto" and abs(self.goals.margin() - announced) > 0.005:
-                announced = self.goals.margin()
-                self.say(
-                    f"step {k}: aiming at {self.goals.final():.2f} ms, {announced:.0%} under the budget: the "
-                    f"baseline's timings so far ran up to {1 / (1 - announced):.2f}x their median (p90)"
-                )
-            if not self._take_step(k, started):
-                break
+        with track(self.config.steps - k, "search steps") as bar:
+            while k < limit:
+                k += 1
+                if self.config.margin == "auto" and abs(self.goals.margin() - announced) > 0.005:
+                    announced = self.goals.margin()
+                    self.say(
+                        f"step {k}: aiming at {self.goals.final():.2f} ms, {announced:.0%} under the budget: the "
+                        f"baseline's timings so far ran up to {1 / (1 - announced):.2f}x their median (p90)"
+                    )
+                if not self._take_step(k, started):
+                    break
+                bar.advance()
 
     def _take_step(self, k: int, started: float) -> bool:
         """Probe, keep, check, fine-tune, evaluate and save step ``k``; False when the search ends."""
@@ -331,33 +334,35 @@ class BudgetSearcher:
             return None
         best: _Measured | None = None
         tol = self.config.tolerance
-        for _ in range(self.config.probes_per_step):
-            close, stuck = [], []
-            for action, proposals in offers:
-                goal = self.goals.step(k)
-                cand = proposals.at(self._amount_for(goal, proposals, action.limit))
-                predicted = self.model.predict(cand.macs)
-                measured = self._measure(cand.detector, f"step{k}-{cand.action}{cand.amount:.3f}")
-                self.model.add(cand.macs, measured)
-                goal = self.goals.step(k)
-                proxy = self.proxy(cand.detector) if self.proxy is not None else None
-                self.probes.append(
-                    Probe(k, cand.amount, cand.params, cand.macs, predicted, measured, cand.action, proxy)
-                )
-                loss = f", proxy loss {proxy:.3f}" if proxy is not None else ""
-                self.say(
-                    f"  step {k} probe: {cand.action} {cand.amount:.3f} -> {cand.macs / 1e9:.2f} GMACs, "
-                    f"predicted {predicted:.2f} ms, measured {measured:.2f} ms (goal {goal:.2f}){loss}"
-                )
-                # judged against the goal of its own measurement: the goal moves a little with every
-                # timing of the baseline, and a probe kept for that alone would be chosen by noise
-                within = measured <= goal * (1 + tol)
-                best = _better(best, _Measured(cand, predicted, measured, within, proxy))
-                # close enough: more pruning than needed costs accuracy, less misses the goal
-                close.append(goal * (1 - 2 * tol) <= measured <= goal * (1 + tol))
-                stuck.append(measured > goal and cand.amount >= action.limit)
-            if any(close) or all(stuck):  # stuck: the step cannot go further; the next one continues
-                break
+        with track(self.config.probes_per_step * len(offers), f"step {k} probes") as bar:
+            for _ in range(self.config.probes_per_step):
+                close, stuck = [], []
+                for action, proposals in offers:
+                    goal = self.goals.step(k)
+                    cand = proposals.at(self._amount_for(goal, proposals, action.limit))
+                    predicted = self.model.predict(cand.macs)
+                    measured = self._measure(cand.detector, f"step{k}-{cand.action}{cand.amount:.3f}")
+                    self.model.add(cand.macs, measured)
+                    goal = self.goals.step(k)
+                    proxy = self.proxy(cand.detector) if self.proxy is not None else None
+                    self.probes.append(
+                        Probe(k, cand.amount, cand.params, cand.macs, predicted, measured, cand.action, proxy)
+                    )
+                    loss = f", proxy loss {proxy:.3f}" if proxy is not None else ""
+                    self.say(
+                        f"  step {k} probe: {cand.action} {cand.amount:.3f} -> {cand.macs / 1e9:.2f} GMACs, "
+                        f"predicted {predicted:.2f} ms, measured {measured:.2f} ms (goal {goal:.2f}){loss}"
+                    )
+                    bar.advance()
+                    # judged against the goal of its own measurement: the goal moves a little with every
+                    # timing of the baseline, and a probe kept for that alone would be chosen by noise
+                    within = measured <= goal * (1 + tol)
+                    best = _better(best, _Measured(cand, predicted, measured, within, proxy))
+                    # close enough: more pruning than needed costs accuracy, less misses the goal
+                    close.append(goal * (1 - 2 * tol) <= measured <= goal * (1 + tol))
+                    stuck.append(measured > goal and cand.amount >= action.limit)
+                if any(close) or all(stuck):  # stuck: the step cannot go further; the next one continues
+                    break
         return best
 
     def _measure(self, detector: Detector, name: str) -> float:
