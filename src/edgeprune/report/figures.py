@@ -100,7 +100,7 @@ def latency_accuracy(points: Sequence[Point], budget_ms: float | None, percentil
         ax.set_yticks([])
     ax.set_xlabel(f"latency, ms ({percentile})")
     ax.set_ylabel("mAP50-95")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot: it hides no point
     return _svg(fig)
 
 
