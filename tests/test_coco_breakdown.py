@@ -75,3 +75,10 @@ def test_breakdown_is_of_the_validators_own_predictions(demo_trained):
     labelled = sum(len(f.read_text().splitlines()) for f in (data.parent / "labels" / "val").glob("*.txt"))
     assert sum(c["instances"] for c in got["per_class"]) == labelled
     assert sum(s["instances"] for s in got["by_size"].values()) == labelled
+
+
+def test_a_box_on_a_size_boundary_counts_where_coco_scores_it():
+    from edgeprune.models.coco_breakdown import sizes_of
+
+    assert sizes_of(31.0**2) == ["small"] and sizes_of(32.0**2) == ["small", "medium"]
+    assert sizes_of(96.0**2) == ["medium", "large"] and sizes_of(200.0**2) == ["large"]

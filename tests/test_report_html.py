@@ -160,3 +160,19 @@ def test_the_page_opens_offline_in_chromium_with_no_errors_requests_or_empty_fig
     assert errors == [] and requests == [page_file.as_uri()]
     assert len(sizes) >= 4 and all(b and b["width"] > 100 and b["height"] > 100 for b in sizes), sizes
     assert (tmp_path / "shot.png").stat().st_size > 10_000
+
+
+def test_names_from_data_are_escaped_and_a_foreign_analysis_json_is_ignored(tmp_path):
+    from edgeprune.report.html import load_run, render
+
+    path = _search_report(tmp_path / "run")
+    report = json.loads(path.read_text())
+    report["target"] = "<b>t</b>"
+    shady = {"class": "<script>alert(1)</script>", "id": 0, "instances": 3, "map50_95": 0.5, "map50": 0.6}
+    report["baseline"]["metrics"]["per_class"] = [shady]
+    report["result"]["metrics"]["per_class"] = [{**shady, "map50_95": 0.4}]
+    path.write_text(json.dumps(report))
+    (path.parent / "analysis.json").write_text("[1, 2]")  # not edgeprune's
+    page = render([load_run(path)])
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<b>t</b>" not in page and 'id="sensitivity"' not in page

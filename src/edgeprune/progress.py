@@ -28,6 +28,7 @@ class Task:
     def advance(self, units: float = 1) -> None:
         if self._progress is not None:
             self._progress.advance(self._id, units)
+            self._progress.refresh()
 
 
 @contextmanager
@@ -50,10 +51,12 @@ def track(total: int, description: str) -> Iterator[Task]:
         progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TextColumn("ETA"), TimeRemainingColumn(), transient=True,
+            auto_refresh=False,  # redrawn when a unit is done: no thread taking the GIL while latency is timed
         )  # fmt: skip
         progress.start()
         _state["live"] = progress
     task_id = progress.add_task(description, total=total)
+    progress.refresh()
     try:
         yield Task(progress, task_id)
     finally:

@@ -280,7 +280,7 @@ class Detector(ABC):
                     per_output = (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
                 else:
                     per_output = m.in_features
-                macs[name] = macs.get(name, 0) + int(output.numel() // output.shape[0]) * per_output
+                macs[name] = macs.get(name, 0) + int(output.numel()) * per_output  # a batch of one
 
             return hook
 
@@ -292,8 +292,9 @@ class Detector(ABC):
         was_training = self.module.training
         self.module.eval()
         try:
+            x = self.example_input(imgsz)  # a batch of one (a tuple of arguments for some families)
             with torch.no_grad():
-                self.inference_module()(self.example_input(imgsz))
+                self.inference_module()(*x) if isinstance(x, tuple) else self.inference_module()(x)
         finally:
             self.module.train(was_training)
             for h in handles:

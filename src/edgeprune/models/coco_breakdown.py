@@ -34,6 +34,21 @@ def validate_with_breakdown(args: dict[str, Any], model: Any = None) -> tuple[di
     class _Validator(DetectionValidator):  # type: ignore[misc]
         breakdown: dict[str, Any] = {}
 
+        def init_metrics(self, model: Any) -> None:
+            super().init_metrics(model)
+            if (
+                self.is_coco or self.is_lvis
+            ):  # their JSON path reads an annotations file: take the labels read here
+                self.is_coco = self.is_lvis = False
+                self.class_map = list(range(1, len(model.names) + 1))
+                self.is_custom_json = self.build_gdict = True
+                self.gdict = {
+                    "images": [],
+                    "annotations": [],
+                    "categories": [{"id": x} for x in self.class_map],
+                }
+                self.eval_ids = list(self.dataloader.sampler)
+
         def coco_evaluate(
             self, stats: dict[str, Any], pred_json: Any, anno_json: Any, *a: Any, **k: Any
         ) -> Any:
@@ -60,7 +75,8 @@ def coco_breakdown(
     sized = dict.fromkeys(SIZES, 0)
     for a in annotations:
         instances[a["category_id"] - 1] = instances.get(a["category_id"] - 1, 0) + 1
-        sized[size_of(a["area"])] += 1
+        for s in sizes_of(a["area"]):
+            sized[s] += 1
     per_class_ap: dict[int, tuple[float | None, float | None]] = {k: (None, None) for k in instances}
     size_ap: dict[str, float | None] = dict.fromkeys(SIZES)
     coco_map = None
@@ -78,14 +94,19 @@ def coco_breakdown(
     }  # fmt: skip
 
 
-def size_of(area: float) -> str:
-    return next(name for name, (low, high) in SIZES.items() if low <= area < high)
+def sizes_of(area: float) -> list[str]:
+    """The ranges COCO scores a box of ``area`` in: closed at both ends, as its evaluator reads
+    them (a box of exactly 32² counts as small and as medium)."""
+    return [name for name, (low, high) in SIZES.items() if low <= area <= high]
 
 
 def _evaluate(
     predictions: list[dict[str, Any]], labels: dict[str, Any], instances: dict[int, int]
 ) -> tuple[dict[int, tuple[float | None, float | None]], dict[str, float | None], float]:
-    from faster_coco_eval import COCO, COCOeval_faster
+    from edgeprune import _optional
+
+    fce = _optional.require("faster_coco_eval", "yolo", "AP per class and per object size")
+    COCO, COCOeval_faster = fce.COCO, fce.COCOeval_faster  # noqa: N806
 
     quiet = lambda *_: None  # noqa: E731
     truth = COCO(labels, print_function=quiet)

@@ -241,7 +241,7 @@ class BudgetSearcher:
             return
         started, announced = time.perf_counter(), MARGIN_MIN
         k, limit = len(self.steps), self.config.steps + self.config.extra_steps
-        with track(self.config.steps - k, "search steps") as bar:
+        with track(limit - k, "search steps") as bar:
             while k < limit:
                 k += 1
                 if self.config.margin == "auto" and abs(self.goals.margin() - announced) > 0.005:

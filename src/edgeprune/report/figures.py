@@ -160,18 +160,25 @@ def layer_channels(layers: list[dict[str, Any]], limit: int = 40) -> str | None:
     return _svg(fig)
 
 
-def _layer_order(name: str) -> tuple[Any, ...]:
-    return tuple(int(part) if part.isdigit() else part for part in name.split("."))
+def _layer_order(name: str) -> tuple[tuple[int, int, str], ...]:
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in name.split("."))
 
 
 @styled
-def sensitivity(groups: list[dict[str, Any]], label_top: int = 6) -> str | None:
+def sensitivity(
+    groups: list[dict[str, Any]], baseline_map: float | None = None, label_top: int = 6
+) -> str | None:
     """From ``analysis.json``: each group's accuracy cost against the latency it saves when pruned
-    alone at each ratio; the groups that cost most per ms saved are named."""
-    use_map = any(pt.get("map50_95") is not None for g in groups for pt in g.get("points", []))
+    alone at each ratio; the groups that cost most per ms saved (at their largest ratio: mAP lost
+    below ``baseline_map``, or the proxy loss's rise) are named."""
+    use_map = baseline_map is not None and any(
+        isinstance(pt, dict) and pt.get("map50_95") is not None for g in groups for pt in g.get("points", [])
+    )
     curves = []
     for g in groups:
-        pts = [pt for pt in g.get("points", []) if pt.get("saved_ms") is not None]
+        if not isinstance(g, dict) or "name" not in g:
+            continue
+        pts = [pt for pt in g.get("points", []) if isinstance(pt, dict) and pt.get("saved_ms") is not None]
         cost = [(pt["map50_95"] if use_map else pt.get("delta_loss")) for pt in pts]
         if pts and all(c is not None for c in cost):
             curves.append((g["name"], [pt["saved_ms"] for pt in pts], cost))
@@ -181,7 +188,11 @@ def sensitivity(groups: list[dict[str, Any]], label_top: int = 6) -> str | None:
     ax = fig.add_subplot()
     for _name, saved, cost in curves:
         ax.plot(saved, cost, "-o", ms=2, lw=0.8, color=PALETTE["step"], alpha=0.35)
-    per_ms = sorted(curves, key=lambda c: -abs(c[2][-1]) / max(c[1][-1], 1e-6))
+
+    def lost(c: tuple[str, list[float], list[float]]) -> float:
+        return (baseline_map - c[2][-1]) if use_map and baseline_map is not None else max(c[2][-1], 0.0)
+
+    per_ms = sorted(curves, key=lambda c: -lost(c) / max(c[1][-1], 1e-6))
     for name, saved, cost in per_ms[:label_top]:
         ax.plot(saved, cost, "-o", ms=3, lw=1.2, color=PALETTE["final"])
         ax.annotate(name, (saved[-1], cost[-1]), textcoords="offset points", xytext=(4, 2), fontsize=6)

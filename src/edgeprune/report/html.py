@@ -108,9 +108,10 @@ def _run(folder: Path, docs: dict[str, Any], primary: dict[str, Any], name: str)
     for candidate in (folder / "analysis.json", folder / "analysis" / "analysis.json"):
         if analysis is None and candidate.is_file():
             try:
-                analysis = json.loads(candidate.read_text())
+                doc = json.loads(candidate.read_text())
             except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-                analysis = None
+                continue
+            analysis = doc if isinstance(doc, dict) and _kind(candidate.name, doc) == "analysis" else None
     history = docs.get("report", {}).get("report.json") or docs.get("prune", {}).get("prune.json")
     return Run(
         folder,
@@ -143,7 +144,7 @@ def verdict_card(run: Run) -> dict[str, Any]:
     verdict = doc.get("verdict") or {}
     warnings = list(doc.get("warnings") or [])
     collapse = ((doc.get("result") or {}).get("parity") or {}).get("collapsed")
-    if collapse:
+    if collapse and not any("collapsed" in str(w) for w in warnings):
         warnings.append("the artifact's detections collapsed against PyTorch's (see parity)")
     return {
         "target": doc.get("target"),
@@ -268,7 +269,7 @@ def control_steps(run: Run) -> list[dict[str, Any]]:
 # --- the page ------------------------------------------------------------------------------------
 def render(runs: list[Run]) -> str:
     """The page for ``runs``: the first in full, the others as points of comparison."""
-    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+    from jinja2 import Environment, PackageLoader, StrictUndefined
 
     if not runs:
         raise EdgepruneError("no run to report: give at least one output folder or report JSON")
@@ -294,7 +295,7 @@ def render(runs: list[Run]) -> str:
                            if run.model_doc is not run.primary else None))
         if v
     }  # fmt: skip
-    env = Environment(loader=PackageLoader("edgeprune.report", "templates"), autoescape=select_autoescape(),
+    env = Environment(loader=PackageLoader("edgeprune.report", "templates"), autoescape=True,
                       undefined=StrictUndefined)  # fmt: skip
     env.filters["ms"] = lambda v: "-" if v is None else f"{v:.3f}"
     env.filters["ap"] = lambda v: "-" if v is None else f"{v:.3f}"
@@ -326,7 +327,11 @@ def render(runs: list[Run]) -> str:
                 after_label,
                 "AP50-95",
             ),
-            "sensitivity": figures.sensitivity(run.analysis["groups"]) if run.analysis else None,
+            "sensitivity": figures.sensitivity(
+                run.analysis["groups"], ((run.analysis.get("baseline") or {}).get("map50_95"))
+            )
+            if run.analysis and isinstance(run.analysis.get("groups"), list)
+            else None,
         },
         breakdown=breakdown,
         before_label=before_label,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +88,13 @@ def write_report(report: dict[str, Any], path: str | Path, html: bool = False) -
     from that folder's reports (``report/html.py``)."""
     path = write_text_atomic(path, json.dumps(_clean(report), indent=2) + "\n")
     if html:
+        from edgeprune.errors import EdgepruneError
         from edgeprune.report.html import write_beside
 
-        write_beside(path)
+        try:
+            write_beside(path)
+        except (EdgepruneError, OSError, ValueError, KeyError, TypeError) as e:
+            # the page is drawn from the reports: a report kept is worth more than a run failed at its end
+            print(f"warning: {path.parent / 'report.html'} not written ({type(e).__name__}: {e}); "
+                  f"`edgeprune report {path.parent}` draws it again", file=sys.stderr)  # fmt: skip
     return path
