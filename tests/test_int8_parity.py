@@ -110,7 +110,11 @@ def test_max_drop_recovers_the_collapsed_export(trained, tmp_path):
     assert report["result"]["metrics"]["map50_95"] >= report["baseline"]["metrics"]["map50_95"] - 0.01
     assert report["result"]["parity"]["collapsed"] is False
     assert "accuracy control: within 1 points" in out.stdout and "box_decode" in out.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.export.json", "base.onnx"]  # no step left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "base.export.json",
+        "base.onnx",
+        "report.html",
+    ]  # no step left
 
 
 def test_max_drop_needs_data_and_an_int8_target(trained, tmp_path):

@@ -287,8 +287,9 @@ def test_speedup_is_judged_against_the_baseline_timed_alongside_the_final_check(
     assert "(1.5x faster)" in lines[0] and "speed-up 1.5x: the budget is the baseline's" in outcome.message
     assert report["result"]["macs"] < report["baseline"]["macs"]
     assert load_model(outcome.checkpoint).count(64)["macs"] == report["result"]["macs"]
-    # the keys the search wrote before it was an object (benchmarks/results/budget_search.json) stay
-    assert set(search) == PRUNE_JSON_SEARCH_KEYS
+    # the keys the search wrote before it was an object (benchmarks/results/budget_search.json) stay,
+    # and the layers' channels and MACs before -> after (for report.html)
+    assert set(search) == PRUNE_JSON_SEARCH_KEYS | {"layers"} and search["layers"]
     # ... plus what each step and probe was (width, depth) and what it removed or scored
     assert set(search["steps"][0]) == STEP_KEYS | {"action", "removed"}
     assert set(search["probes"][0]) == PROBE_KEYS | {"action", "proxy_loss"}
