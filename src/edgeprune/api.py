@@ -76,7 +76,9 @@ def prune_and_finetune(
     ``data`` also gives gradient-based criteria (``taylor``) their batches.
     """
     _check_tuning(data, epochs)
+    before_macs = detector.layer_macs(target.imgsz)
     report = prune_detector(detector, config, imgsz=target.imgsz, data=data)
+    report.add_layer_macs(detector, before_macs)
     if epochs > 0:
         detector.train(
             data, epochs=epochs, imgsz=target.imgsz, batch=batch, out_dir=out / "runs",

@@ -65,6 +65,13 @@ class PruneReport:
         del out["config"]
         return out
 
+    def add_layer_macs(self, detector: Detector, before_macs: dict[str, int]) -> None:
+        """Each layer's MACs before (``before_macs``: ``layer_macs`` of the model before this pass)
+        and in ``detector`` now. Only for a report that is written: a search's candidates and the
+        sensitivity analysis prune many times and read none of it."""
+        before = {lc.name: lc.before for lc in self.layers}
+        self.layers = [LayerChange(**c) for c in detector.layer_changes(before, before_macs, self.imgsz)]
+
     def table(self, only_changed: bool = True) -> str:
         """Per-layer output channels, before -> after."""
         rows = [lc for lc in self.layers if lc.before != lc.after or not only_changed]
@@ -107,11 +114,7 @@ def prune_detector(
     if dry_run:
         detector = detector.clone()
 
-    before_channels, before, before_macs = (
-        detector.channels(),
-        detector.count(imgsz),
-        detector.layer_macs(imgsz),
-    )
+    before_channels, before = detector.channels(), detector.count(imgsz)
     start = time.perf_counter()
     planned: dict[str, int] = {}
     if config.ratio > 0:
@@ -136,8 +139,8 @@ def prune_detector(
         else:
             detector.native = False  # free widths: the config no longer says them
     seconds = time.perf_counter() - start
-    after = detector.count(imgsz)
-    layers = [LayerChange(**change) for change in detector.layer_changes(before_channels, before_macs, imgsz)]
+    after_channels, after = detector.channels(), detector.count(imgsz)
+    layers = [LayerChange(n, c, after_channels.get(n, 0)) for n, c in before_channels.items()]
     return PruneReport(config, imgsz, before, after, seconds, layers, planned)
 
 

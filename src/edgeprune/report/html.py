@@ -203,28 +203,27 @@ def accuracy_breakdown(before: dict[str, Any], after: dict[str, Any]) -> dict[st
     a_cls = {c["class"]: c for c in after.get("per_class") or []}
     if not b_cls and not a_cls:
         return None
-    classes = []
-    for name in list(b_cls) + [n for n in a_cls if n not in b_cls]:
-        b, a = b_cls.get(name, {}), a_cls.get(name, {})
-        bv, av = b.get("map50_95"), a.get("map50_95")
-        classes.append({
-            "name": name, "instances": b.get("instances", a.get("instances")), "before": bv, "after": av,
-            "change": av - bv if av is not None and bv is not None else None,
-        })  # fmt: skip
-    sizes = []
-    for name in ("small", "medium", "large"):
-        b, a = (before.get("by_size") or {}).get(name, {}), (after.get("by_size") or {}).get(name, {})
-        bv, av = b.get("map50_95"), a.get("map50_95")
-        sizes.append({
-            "name": name, "instances": b.get("instances", a.get("instances")), "before": bv, "after": av,
-            "change": av - bv if av is not None and bv is not None else None,
-        })  # fmt: skip
+    b_size, a_size = before.get("by_size") or {}, after.get("by_size") or {}
+    names = list(b_cls) + [n for n in a_cls if n not in b_cls]
+    classes = [_change(name, b_cls.get(name, {}), a_cls.get(name, {})) for name in names]
+    sizes = [
+        _change(name, b_size.get(name, {}), a_size.get(name, {})) for name in ("small", "medium", "large")
+    ]
     losers = sorted((c for c in classes if c["change"] is not None), key=lambda c: c["change"])[:CALLOUTS]
     size_losers = sorted((s for s in sizes if s["change"] is not None), key=lambda s: s["change"])[:1]
     return {
         "classes": classes, "sizes": sizes,
         "lost_most": [c for c in losers if c["change"] < 0],
         "size_lost_most": [s for s in size_losers if s["change"] < 0],
+    }  # fmt: skip
+
+
+def _change(name: str, b: dict[str, Any], a: dict[str, Any]) -> dict[str, Any]:
+    """One class's or size's AP50-95 before and after."""
+    bv, av = b.get("map50_95"), a.get("map50_95")
+    return {
+        "name": name, "instances": b.get("instances", a.get("instances")), "before": bv, "after": av,
+        "change": av - bv if av is not None and bv is not None else None,
     }  # fmt: skip
 
 
