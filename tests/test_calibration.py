@@ -70,7 +70,7 @@ def test_calibration_data_batches(tiny_data):
 def test_source_errors(tmp_path, tiny_data):
     with pytest.raises(EdgepruneError, match="not found"):
         source_images(tmp_path / "missing")
-    with pytest.raises(EdgepruneError, match="has no images"):
+    with pytest.raises(EdgepruneError, match="no images"):
         source_images(tmp_path)
     with pytest.raises(EdgepruneError, match="no 'test' split"):
         source_images(tiny_data, split="test")

@@ -58,7 +58,7 @@ def test_a_target_whose_budget_is_end_to_end_asks_for_frames(artifact, tmp_path)
     out = run_cli("profile", str(onnx), "-t", str(target))
     assert out.returncode == 1 and "end-to-end timing letterboxes real frames: give --images" in out.stderr
     out = run_cli("profile", str(onnx), "-t", str(target), "--images", str(tmp_path / "none"))
-    assert out.returncode == 1 and "images not found" in out.stderr
+    assert out.returncode == 1 and "none: not found" in out.stderr
     out = run_cli("profile", str(onnx), "-t", str(target), "--images", str(data))
     assert out.returncode == 0 and "end to end (4 frames" in out.stdout, out.stderr[-2000:]
     out = run_cli("prune", "yolov8n.yaml", "-t", str(target), "--speedup", "2")

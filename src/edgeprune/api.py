@@ -8,10 +8,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from edgeprune.errors import EdgepruneError, OptionError
 from edgeprune.exporting import export_detector
+from edgeprune.files import check_output_folder, check_report_path, output_folder
 from edgeprune.models import Detector, load_model
 from edgeprune.profiling import LatencyStats, Verdict, collect_environment, judge, measure_profiled
 from edgeprune.profiling.meters import LatencyMeter, make_meter
@@ -28,23 +27,26 @@ from edgeprune.targets import Target, load_target
 
 def resolve_target(target: Target | str | Path, **overrides: Any) -> Target:
     """A Target from an object, a shipped name or a YAML path, with non-None overrides applied."""
+    from edgeprune.errors import ConfigError
+
     t = target if isinstance(target, Target) else load_target(target)
     changes = {k: v for k, v in overrides.items() if v is not None}
-    return t.with_overrides(**changes) if changes else t
+    if not changes:
+        return t
+    try:
+        return t.with_overrides(**changes)
+    except ConfigError as e:  # the options are the user's: name them as options (--imgsz), not as fields
+        lines = str(e).split(": ", 1)[-1]
+        for key in changes:
+            lines = lines.replace(f"{key}:", f"`{key}`:")
+        raise OptionError(f"{lines} (for target {t.name})") from None
 
 
 def dataset_classes(data: str | Path) -> int:
     """Number of classes declared by an Ultralytics data.yaml (read without Ultralytics)."""
-    path = Path(data)
-    if not path.is_file():
-        raise EdgepruneError(f"dataset file not found: {data} (edgeprune never downloads datasets)")
-    info = yaml.safe_load(path.read_text()) or {}
-    if "nc" in info:
-        return int(info["nc"])
-    names = info.get("names")
-    if names is None:
-        raise EdgepruneError(f"{data}: neither 'nc' nor 'names' is set")
-    return len(names)
+    from edgeprune.data.check import check_data_yaml
+
+    return int(check_data_yaml(data)["nc"])
 
 
 def _load(model: Any, data: str | Path | None, trust_checkpoint: bool = False) -> Detector:
@@ -52,7 +54,11 @@ def _load(model: Any, data: str | Path | None, trust_checkpoint: bool = False) -
     return load_model(model, nc=nc, trust_checkpoint=trust_checkpoint)
 
 
-def _check_tuning(data: str | Path | None, epochs: int) -> None:
+def _check_tuning(data: str | Path | None, epochs: int, batch: int = FINETUNE_BATCH) -> None:
+    if batch < 1:
+        raise OptionError(f"`batch` must be at least 1, got {batch}")
+    if epochs < 0:
+        raise OptionError(f"`epochs` must be 0 (no fine-tuning) or more, got {epochs}")
     if epochs > 0 and data is None:
         raise OptionError("fine-tuning (`epochs` > 0) needs a dataset: `data` (an Ultralytics data.yaml)")
 
@@ -133,7 +139,9 @@ def prune(
     ``trust_checkpoint=True`` loads it with plain pickle, which runs whatever code it holds.
     """
     t = resolve_target(target, imgsz=imgsz)
-    _check_tuning(data, epochs)
+    _check_tuning(data, epochs, batch)
+    if not dry_run:
+        check_output_folder(out)
     config = PruneConfig(
         ratio,
         importance,
@@ -152,24 +160,24 @@ def prune(
     if dry_run:
         report = prune_detector(detector, config, imgsz=t.imgsz, data=data, dry_run=True)
         return PruneOutcome(detector, report, baseline_metrics=baseline_metrics)
-    out = Path(out)
-    report, checkpoint = prune_and_finetune(
-        detector, t, config, data=data, epochs=epochs, batch=batch, out=out, **(train_overrides or {}),
-    )  # fmt: skip
-    outcome = PruneOutcome(detector, report, checkpoint, baseline_metrics=baseline_metrics)
-    if measure_acc:
-        outcome.metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch, breakdown=True)
-    outcome.report_path = write_report(
-        build_report(
-            target=t,
-            baseline=model_block(counts=report.before, metrics=baseline_metrics, artifact=str(model)),
-            result=model_block(counts=report.after, metrics=outcome.metrics, artifact=outcome.checkpoint),
-            pruning=report.to_dict(),
-        ),
-        out / "prune.json",
-        html=True,
-    )
-    return outcome
+    with output_folder(out) as out:
+        report, checkpoint = prune_and_finetune(
+            detector, t, config, data=data, epochs=epochs, batch=batch, out=out, **(train_overrides or {}),
+        )  # fmt: skip
+        outcome = PruneOutcome(detector, report, checkpoint, baseline_metrics=baseline_metrics)
+        if measure_acc:
+            outcome.metrics = detector.evaluate(data, imgsz=t.imgsz, batch=batch, breakdown=True)
+        outcome.report_path = write_report(
+            build_report(
+                target=t,
+                baseline=model_block(counts=report.before, metrics=baseline_metrics, artifact=str(model)),
+                result=model_block(counts=report.after, metrics=outcome.metrics, artifact=outcome.checkpoint),
+                pruning=report.to_dict(),
+            ),
+            out / "prune.json",
+            html=True,
+        )
+        return outcome
 
 
 @dataclass
@@ -260,57 +268,64 @@ def prune_to_budget(
     elif options:
         raise OptionError(f"give `config` or keyword options, not both (got {', '.join(sorted(options))})")
     _check_budget_search(config, data, auto_ok=meter is None and host is None)
+    _check_tuning(data, 0, batch)
     out = Path(out)
-    detector = _load(model, data, trust_checkpoint)
-    if config.sensitivity is not None:  # of this model and target, before any work
-        from edgeprune.pruning.pruner import prunable_groups
-        from edgeprune.pruning.sensitivity import Analysis
-
-        names = [n for n, _ in prunable_groups(detector, t.round_to)]
-        Analysis.load(config.sensitivity).check_for(t, names, config.sensitivity)
-    calib = calib or data
-    latency = make_meter(
-        t, out / "search" / "probes", meter=meter, host=host, host_python=host_python, ssh_config=ssh_config,
-        calib=calib, calib_images=config.calib_images, rounds=config.rounds, iterations=config.iterations,
-        warmup=config.warmup,
-    )  # fmt: skip
-    teacher = None
-    source = detector
-    if config.distill:
-        (out / "search").mkdir(parents=True, exist_ok=True)
-        if config.teacher is not None:
-            source = load_model(config.teacher, trust_checkpoint=trust_checkpoint)
-            detector.check_teacher(source, config.teacher)
-        teacher = source.save(out / "search" / "teacher.pt", {"role": "distillation teacher"})
-    baseline_metrics = (
-        detector.evaluate(data, imgsz=t.imgsz, batch=batch, breakdown=True) if data is not None else {}
-    )
-    searcher = BudgetSearcher(
-        detector, config, latency, target=t, out=out, data=data, calib=calib, say=say,
-        finetune=_finetuner(t, data, batch, out, teacher, config.distill_mode, train_overrides, say)
-        if data is not None
-        else None,
-        evaluate=(lambda det: det.evaluate(data, imgsz=t.imgsz, batch=batch, breakdown=True))
-        if data is not None
-        else None,
-        proxy=(lambda det: accuracy_proxy(det, data, t.imgsz, bn_images=min(PROXY_BN_IMAGES, config.bn_images)))
-        if data is not None
-        else None,
-    )  # fmt: skip
-    result = searcher.search(resume=resume)
-    report = _budget_report(result, t, model, baseline_metrics)
-    if teacher is not None and data is not None:
-        teacher_metrics = (
-            baseline_metrics if source is detector else source.evaluate(data, imgsz=t.imgsz, batch=batch)
+    if resume and not (out / "search" / "state.json").is_file():
+        raise OptionError(
+            f"`resume`: nothing to resume, {out / 'search' / 'state.json'} does not exist; run without it to start"
         )
-        outgrown = _outgrown_teacher(teacher_metrics, result.metrics, config.teacher)
-        if outgrown:
-            say(f"warning: {outgrown}")
-            report.setdefault("warnings", []).append(outgrown)
-    found = {f.name: getattr(result, f.name) for f in fields(result)}
-    return BudgetOutcome(
-        **found, report=report, report_path=write_report(report, out / "prune.json", html=True)
-    )
+    check_output_folder(out)
+    detector = _load(model, data, trust_checkpoint)
+    with output_folder(out) as out:
+        if config.sensitivity is not None:  # of this model and target, before any work
+            from edgeprune.pruning.pruner import prunable_groups
+            from edgeprune.pruning.sensitivity import Analysis
+
+            names = [n for n, _ in prunable_groups(detector, t.round_to)]
+            Analysis.load(config.sensitivity).check_for(t, names, config.sensitivity)
+        calib = calib or data
+        latency = make_meter(
+            t, out / "search" / "probes", meter=meter, host=host, host_python=host_python, ssh_config=ssh_config,
+            calib=calib, calib_images=config.calib_images, rounds=config.rounds, iterations=config.iterations,
+            warmup=config.warmup,
+        )  # fmt: skip
+        teacher = None
+        source = detector
+        if config.distill:
+            (out / "search").mkdir(parents=True, exist_ok=True)
+            if config.teacher is not None:
+                source = load_model(config.teacher, trust_checkpoint=trust_checkpoint)
+                detector.check_teacher(source, config.teacher)
+            teacher = source.save(out / "search" / "teacher.pt", {"role": "distillation teacher"})
+        baseline_metrics = (
+            detector.evaluate(data, imgsz=t.imgsz, batch=batch, breakdown=True) if data is not None else {}
+        )
+        searcher = BudgetSearcher(
+            detector, config, latency, target=t, out=out, data=data, calib=calib, say=say,
+            finetune=_finetuner(t, data, batch, out, teacher, config.distill_mode, train_overrides, say)
+            if data is not None
+            else None,
+            evaluate=(lambda det: det.evaluate(data, imgsz=t.imgsz, batch=batch, breakdown=True))
+            if data is not None
+            else None,
+            proxy=(lambda det: accuracy_proxy(det, data, t.imgsz, bn_images=min(PROXY_BN_IMAGES, config.bn_images)))
+            if data is not None
+            else None,
+        )  # fmt: skip
+        result = searcher.search(resume=resume)
+        report = _budget_report(result, t, model, baseline_metrics)
+        if teacher is not None and data is not None:
+            teacher_metrics = (
+                baseline_metrics if source is detector else source.evaluate(data, imgsz=t.imgsz, batch=batch)
+            )
+            outgrown = _outgrown_teacher(teacher_metrics, result.metrics, config.teacher)
+            if outgrown:
+                say(f"warning: {outgrown}")
+                report.setdefault("warnings", []).append(outgrown)
+        found = {f.name: getattr(result, f.name) for f in fields(result)}
+        return BudgetOutcome(
+            **found, report=report, report_path=write_report(report, out / "prune.json", html=True)
+        )
 
 
 def _outgrown_teacher(
@@ -433,21 +448,22 @@ def analyze(
     ratios = tuple(RATIOS if ratios is None else ratios)  # checked by measure_groups, before any work
     criterion = importance or search_importance(data)
     PruneConfig(0.0, criterion, "global").check_data(data)
+    check_output_folder(out)
     detector = _load(model, data, trust_checkpoint)
-    out = Path(out)
-    d = SearchConfig(speedup=2)  # the search's timing settings
-    latency = make_meter(
-        t, out / "analysis" / "probes", meter=meter, calib=calib or data, calib_images=d.calib_images, rounds=d.rounds,
-        iterations=d.iterations, warmup=d.warmup,
-    )  # fmt: skip
-    partial = out / "analysis" / "partial.json"  # an interrupted analysis continues from it
-    analysis = measure_groups(
-        detector, t, latency, data, ratios=ratios, importance=criterion, with_map=with_map, groups=groups,
-        partial=partial, say=say,
-    )  # fmt: skip
-    analysis.save(out / "analysis.json")
-    partial.unlink(missing_ok=True)
-    return analysis
+    with output_folder(out) as out:
+        d = SearchConfig(speedup=2)  # the search's timing settings
+        latency = make_meter(
+            t, out / "analysis" / "probes", meter=meter, calib=calib or data, calib_images=d.calib_images, rounds=d.rounds,
+            iterations=d.iterations, warmup=d.warmup,
+        )  # fmt: skip
+        partial = out / "analysis" / "partial.json"  # an interrupted analysis continues from it
+        analysis = measure_groups(
+            detector, t, latency, data, ratios=ratios, importance=criterion, with_map=with_map, groups=groups,
+            partial=partial, say=say,
+        )  # fmt: skip
+        analysis.save(out / "analysis.json")
+        partial.unlink(missing_ok=True)
+        return analysis
 
 
 def export(
@@ -485,44 +501,53 @@ def export(
         say: progress lines of the accuracy control.
     """
     t = resolve_target(target, imgsz=imgsz)
+    if calib_images is not None and calib_images < 1:
+        raise OptionError(f"`calib_images` must be at least 1, got {calib_images}")
+    if max_drop is not None and max_drop < 0:
+        raise OptionError(
+            f"`max_drop` is the mAP50-95 points the artifact may lose: 0 or more, got {max_drop}"
+        )
+    if max_drop is not None and data is None:
+        raise OptionError("`max_drop` measures the artifact's mAP50-95: it needs `data` (a data.yaml)")
+    if data is not None:
+        dataset_classes(data)  # a bad data.yaml fails before the export
+    check_output_folder(out)
     detector = load_model(model, trust_checkpoint=trust_checkpoint)
     get_runtime(t.runtime)  # a missing backend fails before the calibration images are read
     name = stem or (Path(str(model)).stem if isinstance(model, (str, Path)) else "model")
     from edgeprune.models.detections import describe_collapse
 
-    out = Path(out)
-    base = None
-    if max_drop is None:
-        result = export_detector(
-            detector, t, out, name, calib=calib, calib_images=calib_images, recipe=recipe, end2end=end2end
-        )
-    else:
-        from edgeprune.accuracy_control import export_within_drop
+    with output_folder(out) as out:
+        base = None
+        if max_drop is None:
+            result = export_detector(
+                detector, t, out, name, calib=calib, calib_images=calib_images, recipe=recipe, end2end=end2end
+            )
+        else:
+            from edgeprune.accuracy_control import export_within_drop
 
-        if data is None:
-            raise OptionError("`max_drop` measures the artifact's mAP50-95: it needs `data` (a data.yaml)")
-        controlled = export_within_drop(
-            detector, t, out, name, data=data, max_drop=max_drop, calib=calib, calib_images=calib_images,
-            recipe=recipe, end2end=end2end, say=say,
-        )  # fmt: skip
-        result, base = controlled.export, controlled.fp32_metrics
-    if data is not None:
-        base = base or detector.evaluate(data, imgsz=t.imgsz, square=True, breakdown=True)
-        got = detector.evaluate_artifact(result.artifact, data, imgsz=t.imgsz, breakdown=True)
-        result.details["metrics"] = {"pytorch": base, "artifact": got}
-        report = build_report(
-            target=t,
-            baseline=model_block(metrics=base, artifact=str(model)),
-            result=model_block(
-                metrics=got, artifact=result.artifact, parity=result.parity, size_mb=round(result.size_mb, 3),
-            ),
-            export=result.details,
-        )  # fmt: skip
-        collapse = describe_collapse(result.parity)
-        if collapse:
-            report["warnings"] = [collapse]
-        result.details["report"] = str(write_report(report, out / f"{name}.export.json", html=True))
-    return result
+            controlled = export_within_drop(
+                detector, t, out, name, data=data, max_drop=max_drop, calib=calib, calib_images=calib_images,
+                recipe=recipe, end2end=end2end, say=say,
+            )  # fmt: skip
+            result, base = controlled.export, controlled.fp32_metrics
+        if data is not None:
+            base = base or detector.evaluate(data, imgsz=t.imgsz, square=True, breakdown=True)
+            got = detector.evaluate_artifact(result.artifact, data, imgsz=t.imgsz, breakdown=True)
+            result.details["metrics"] = {"pytorch": base, "artifact": got}
+            report = build_report(
+                target=t,
+                baseline=model_block(metrics=base, artifact=str(model)),
+                result=model_block(
+                    metrics=got, artifact=result.artifact, parity=result.parity, size_mb=round(result.size_mb, 3),
+                ),
+                export=result.details,
+            )  # fmt: skip
+            collapse = describe_collapse(result.parity)
+            if collapse:
+                report["warnings"] = [collapse]
+            result.details["report"] = str(write_report(report, out / f"{name}.export.json", html=True))
+        return result
 
 
 @dataclass
@@ -553,6 +578,8 @@ def profile(
     artifact = Path(artifact)
     if not artifact.exists():
         raise EdgepruneError(f"artifact not found: {artifact}")
+    if json_path is not None:
+        check_report_path(json_path, "--json")
     runtime = get_runtime(t.runtime)
     if artifact.suffix != runtime.suffix:
         raise EdgepruneError(
@@ -566,7 +593,7 @@ def profile(
         raise OptionError(
             "end-to-end timing letterboxes real frames: give `images` (an image folder or a data.yaml)"
         )
-    session = runtime.load(artifact, threads=t.threads)
+    session = runtime.open(artifact, threads=t.threads)
     e2e = None
     if end_to_end:
         e2e = _end_to_end(runtime, session, artifact, t, images, max_time_s)
@@ -599,10 +626,8 @@ def _end_to_end(
     from edgeprune.calibration.sources import source_images
     from edgeprune.profiling.end_to_end import IMAGES, measure_end_to_end, postprocessor
 
-    if not Path(images).exists():
-        raise EdgepruneError(f"images not found: {images} (an image folder or a data.yaml)")
     post, describe = postprocessor(runtime.read_metadata(artifact), t.imgsz, runtime.normalized_boxes)
-    frames = source_images(images, "val")[:IMAGES]
+    frames = source_images(images, "val", flag="--images")[:IMAGES]
     return measure_end_to_end(session, frames, t.imgsz, post, describe, t.profiling, max_time_s=max_time_s)
 
 
@@ -631,6 +656,8 @@ def profile_remote(
             f"target {t.name}'s budget is end to end; over SSH only the engine is timed so far: "
             "profile on the device itself, or give a target whose budget scope is engine"
         )
+    if ssh_config is not None and not Path(ssh_config).is_file():
+        raise EdgepruneError(f"--ssh-config {ssh_config}: no such file (an OpenSSH client config)")
     specs = [HostSpec.parse(h) for h in hosts] + (load_hosts_file(hosts_file) if hosts_file else [])
     if not specs:
         raise OptionError("no host given: `host` (user@host[:port]) or `hosts_file`")

@@ -6,6 +6,7 @@ Exit codes: 0 success (and budget met), 1 error, 2 usage error, 3 finished but b
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -314,12 +315,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from edgeprune.files import check_report_path
     from edgeprune.report.html import HTML_NAME, load_run, write_html
 
     runs = [load_run(path) for path in args.runs]
     out = Path(args.out) if args.out else runs[0].folder / HTML_NAME
     if out.is_dir():
         out = out / HTML_NAME
+    check_report_path(out, "--out")
     print(f"report: {write_html(runs, out)}")
     return EXIT_OK
 
@@ -361,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"edgeprune {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
+    parser.add_argument(
+        "--no-lock",
+        action="store_true",
+        help="write into an output folder even while another live run holds it",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def target_arg(p: argparse.ArgumentParser) -> None:
@@ -602,7 +610,11 @@ def _flag(option: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from edgeprune.files import NO_LOCK_ENV
     from edgeprune.progress import enable_bars
+
+    if args.no_lock:
+        os.environ[NO_LOCK_ENV] = "1"
 
     enable_bars(sys.stdout.isatty() and sys.stderr.isatty())  # a pipe or a CI log gets the lines alone
     try:

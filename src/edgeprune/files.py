@@ -3,9 +3,22 @@ the new one, never half of one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+from edgeprune.errors import EdgepruneError
+
+try:
+    import fcntl
+except ImportError:  # Windows: output folders are not locked
+    fcntl = None  # type: ignore[assignment]
 
 
 def _default_mode() -> int:
@@ -37,4 +50,144 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+# --- output folders ------------------------------------------------------------------------------
+
+LOCK_NAME = ".edgeprune.lock"
+NO_LOCK_ENV = "EDGEPRUNE_NO_LOCK"
+_HELD: dict[Path, list] = {}  # folder -> [open lock file, depth]: a run may enter its own folder again
+_HELD_GUARD = threading.Lock()
+
+
+class OutputLock:
+    """An advisory lock on an output folder, held while a run writes there.
+
+    ``flock`` on ``FOLDER/.edgeprune.lock``: the kernel drops it when the holder exits, killed or not,
+    so a dead run never leaves a stale lock. The file records who holds it, for the message a second
+    run gets. Re-entrant within a process (``run`` exports into the folder its search holds).
+    Setting ``EDGEPRUNE_NO_LOCK=1`` (the CLI's ``--no-lock``) turns it off.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.key: Path | None = None
+
+    def acquire(self) -> OutputLock:
+        if os.environ.get(NO_LOCK_ENV) == "1" or fcntl is None:
+            return self
+        key = self.folder.resolve()
+        with _HELD_GUARD:
+            if key in _HELD:
+                _HELD[key][1] += 1
+                self.key = key
+                return self
+            path = key / LOCK_NAME
+            try:
+                f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
+            except OSError as e:
+                raise EdgepruneError(
+                    f"cannot write in the output folder {self.folder}: {e.strerror}"
+                ) from None
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                f.close()
+                raise EdgepruneError(
+                    f"{self.folder} is in use by a live edgeprune run ({holder}); wait for it to finish, "
+                    f"choose another --out, or pass --no-lock if you know the two runs write different files"
+                ) from None
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv[:3])}, since "
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")  # fmt: skip
+            f.flush()
+            _HELD[key] = [f, 1]
+            self.key = key
+        return self
+
+    def release(self) -> None:
+        if self.key is None:
+            return
+        with _HELD_GUARD:
+            held = _HELD[self.key]
+            held[1] -= 1
+            if held[1] == 0:
+                del _HELD[self.key]
+                (self.key / LOCK_NAME).unlink(missing_ok=True)
+                held[0].close()
+        self.key = None
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def check_output_folder(folder: str | Path, flag: str = "--out") -> Path:
+    """Fail early, before any work, when ``folder`` cannot become an output folder: a file is in the
+    way (``folder`` itself or a parent) or the nearest existing parent is not writable."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise EdgepruneError(
+            f"{flag} {folder}: a file is in the way; give a folder (it is created if missing)"
+        )
+    parent = folder
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise EdgepruneError(f"{flag} {folder}: {parent} is a file, so no folder can be made under it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise EdgepruneError(f"{flag} {folder}: {parent} is not writable by this user")
+    return folder
+
+
+def prepare_output_folder(folder: str | Path, flag: str = "--out") -> Path:
+    """``folder`` created (with its parents) if needed, or an ``EdgepruneError`` naming the flag when it
+    cannot be: a file is in the way, the filesystem refuses."""
+    folder = check_output_folder(folder, flag)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EdgepruneError(
+            f"{flag} {folder}: cannot create the output folder ({e.strerror or e})"
+        ) from None
+    return folder
+
+
+@contextlib.contextmanager
+def output_folder(folder: str | Path, flag: str = "--out") -> Iterator[Path]:
+    """A run's output folder: created, locked against a second live run, and removed again if the run
+    fails before writing anything into a folder it created."""
+    folder = Path(folder)
+    created = not folder.exists()
+    prepare_output_folder(folder, flag)
+    try:
+        with OutputLock(folder):
+            yield folder
+    except BaseException:
+        if created:
+            _remove_if_empty(folder)
+        raise
+
+
+def _remove_if_empty(folder: Path) -> None:
+    for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if sub.is_dir() and not any(sub.iterdir()):
+            sub.rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only if empty
+
+
+def check_report_path(path: str | Path, flag: str) -> Path:
+    """A file path a report can be written to (its folder created), or an ``EdgepruneError`` naming
+    ``flag``: checked before the work, so that a run does not end in an unwritable path."""
+    path = Path(path)
+    if path.is_dir():
+        raise EdgepruneError(f"{flag} {path}: a folder; give the file to write, e.g. {path / 'report.json'}")
+    prepare_output_folder(path.parent, flag)
     return path

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.exporting import export_detector
+from edgeprune.files import check_output_folder, output_folder
 from edgeprune.models import Detector, load_model
 from edgeprune.models.detections import describe_collapse
 from edgeprune.profiling import collect_environment, judge, measure_interleaved
@@ -188,110 +189,116 @@ def run_pipeline(
     from edgeprune.api import dataset_classes
 
     wall = started_at if started_at is not None else time.perf_counter()
-    out = Path(spec.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_folder(Path(spec.out).resolve(), "out")
     target = _target(spec)
     runtime = get_runtime(target.runtime)  # fail before any work if the runtime is missing
     _check_spec(spec, target)
     stages = stages or Stages(stage_count(spec), say)
 
     baseline: Detector = load_model(spec.model, nc=dataset_classes(spec.data) if spec.data else None)
-    prune = _prune_to_budget if spec.search is not None else _prune_by_ratio
-    made = prune(spec, baseline, target, out, stages, say)
-    pruned, base_metrics, metrics = made.detector, made.base_metrics, made.metrics
+    with output_folder(out, "out") as out:
+        prune = _prune_to_budget if spec.search is not None else _prune_by_ratio
+        made = prune(spec, baseline, target, out, stages, say)
+        pruned, base_metrics, metrics = made.detector, made.base_metrics, made.metrics
 
-    done = stages.start(f"export both to {target.runtime} {target.precision}, parity checked against PyTorch")
-    exports = {}
-    calib = spec.calib or spec.data
-    if spec.max_drop is not None:  # the pruned model's INT8 held to a measured accuracy
-        exports["pruned"] = _controlled_export(spec, pruned, target, out, calib, say)
-    for name, det in (("baseline", baseline), ("pruned", pruned)):
-        made_here = made.export if name == "pruned" else None  # the search exported it as the target runs it
-        exports[name] = exports.get(name) or made_here or export_detector(det, target, out, name, calib=calib)
-        e = exports[name]
-        say(
-            f"      {e.artifact.name}: {e.size_mb:.2f} MB, max abs error {e.parity.get('max_abs_err', float('nan')):.2g}"
+        done = stages.start(
+            f"export both to {target.runtime} {target.precision}, parity checked against PyTorch"
         )
-        collapse = describe_collapse(e.parity)
-        if collapse:
-            say(f"      warning: {e.artifact.name}: {collapse}")
-    done()
+        exports = {}
+        calib = spec.calib or spec.data
+        if spec.max_drop is not None:  # the pruned model's INT8 held to a measured accuracy
+            exports["pruned"] = _controlled_export(spec, pruned, target, out, calib, say)
+        for name, det in (("baseline", baseline), ("pruned", pruned)):
+            made_here = (
+                made.export if name == "pruned" else None
+            )  # the search exported it as the target runs it
+            exports[name] = (
+                exports.get(name) or made_here or export_detector(det, target, out, name, calib=calib)
+            )
+            e = exports[name]
+            say(
+                f"      {e.artifact.name}: {e.size_mb:.2f} MB, max abs error {e.parity.get('max_abs_err', float('nan')):.2g}"
+            )
+            collapse = describe_collapse(e.parity)
+            if collapse:
+                say(f"      warning: {e.artifact.name}: {collapse}")
+        done()
 
-    threads = target.threads
-    done = stages.start(
-        f"profile both with {runtime.environment()['runtime']}, {_threads_text(threads)}, "
-        f"{spec.profile_rounds} interleaved rounds"
-    )
-    sessions = {name: runtime.load(e.artifact, threads=threads) for name, e in exports.items()}
-    calls = {name: session.runner() for name, session in sessions.items()}
-    p, rounds = target.profiling, max(1, spec.profile_rounds)
-    stats = measure_interleaved(
-        calls,
-        rounds=rounds,
-        warmup=p.warmup,
-        warmup_s=p.warmup_s,
-        iterations=max(1, p.iterations // rounds),
-        min_time_s=p.min_time_s / rounds,
-    )
-    if spec.budget_fraction is not None:
-        derived = round(spec.budget_fraction * stats["baseline"].get(target.budget.percentile), 3)
-        target = target.with_overrides(name=f"{target.name}-derived", budget={"latency_ms": derived})
-    verdict = judge(stats["pruned"], target.budget.latency_ms, target.budget.percentile)
-    done()
-
-    base_map, map_ = base_metrics.get("map50_95"), metrics.get("map50_95")
-    kept = f"{map_ / base_map:.1%}" if base_map and map_ is not None else "-"
-    rows = [
-        ["baseline", made.before["params"], made.before["macs"], base_map, "-", stats["baseline"].p50, "-"],
-        [
-            made.label, made.after["params"], made.after["macs"], map_, kept, stats["pruned"].p50,
-            "PASS" if verdict.passed else "FAIL",
-        ],
-    ]  # fmt: skip
-    budget_rule = (
-        f"{spec.budget_fraction:.0%} of the baseline's measured {target.budget.percentile}"
-        if spec.budget_fraction is not None
-        else "from the target"
-    )
-    report = build_report(
-        target=target,
-        baseline=model_block(
-            counts=made.before, latency=stats["baseline"], metrics=base_metrics,
-            artifact=exports["baseline"].artifact, parity=exports["baseline"].parity, source=str(spec.model),
-        ),
-        result=model_block(
-            counts=made.after, latency=stats["pruned"], metrics=metrics, artifact=exports["pruned"].artifact,
-            parity=exports["pruned"].parity, checkpoint=str(made.checkpoint),
-        ),
-        verdict=verdict,
-        environment=collect_environment(runtime.environment(), threads),
-        speedup_p50=stats["baseline"].p50 / stats["pruned"].p50,
-        map_kept=map_ / base_map if base_map and map_ is not None else None,
-        budget_rule=budget_rule,
-        **made.record,
-        spec={k: _plain(v) for k, v in asdict(spec).items() if k != "model"},
-        stage_seconds=stages.seconds,
-        **_int8_summary(spec, baseline, pruned, target, exports, out),
-        **({"accuracy_control": c} if (c := exports["pruned"].details.get("accuracy_control")) else {}),
-        **(extra_report or {}),
-    )  # fmt: skip
-    report["wall_seconds"] = round(time.perf_counter() - wall, 1)
-    path = write_report(report, out / "report.json", html=True)
-    say("")
-    say(format_table(["model", "params", "MACs", "mAP50-95", "mAP kept", "p50 ms", "budget"], rows))
-    say("")
-    say(f"budget: {target.budget.latency_ms:.2f} ms {target.budget.percentile} ({budget_rule})")
-    say(verdict.sentence())
-    say(f"speed-up {report['speedup_p50']:.2f}x at p50; report: {path}")
-    summary = report.get("int8_vs_fp32_baseline")
-    if summary:
-        kept = f"{summary['map_kept']:.1%}" if summary["map_kept"] is not None else "-"
-        say(
-            f"INT8 pruned artifact: {summary['int8_pruned_mb']:.2f} MB, {summary['size_fraction']:.1%} of the FP32 "
-            f"baseline's {summary['fp32_baseline_mb']:.2f} MB; mAP50-95 {summary['int8_pruned_map50_95']:.4f}, "
-            f"{kept} of the float baseline's"
+        threads = target.threads
+        done = stages.start(
+            f"profile both with {runtime.environment()['runtime']}, {_threads_text(threads)}, "
+            f"{spec.profile_rounds} interleaved rounds"
         )
-    return report
+        sessions = {name: runtime.load(e.artifact, threads=threads) for name, e in exports.items()}
+        calls = {name: session.runner() for name, session in sessions.items()}
+        p, rounds = target.profiling, max(1, spec.profile_rounds)
+        stats = measure_interleaved(
+            calls,
+            rounds=rounds,
+            warmup=p.warmup,
+            warmup_s=p.warmup_s,
+            iterations=max(1, p.iterations // rounds),
+            min_time_s=p.min_time_s / rounds,
+        )
+        if spec.budget_fraction is not None:
+            derived = round(spec.budget_fraction * stats["baseline"].get(target.budget.percentile), 3)
+            target = target.with_overrides(name=f"{target.name}-derived", budget={"latency_ms": derived})
+        verdict = judge(stats["pruned"], target.budget.latency_ms, target.budget.percentile)
+        done()
+
+        base_map, map_ = base_metrics.get("map50_95"), metrics.get("map50_95")
+        kept = f"{map_ / base_map:.1%}" if base_map and map_ is not None else "-"
+        rows = [
+            ["baseline", made.before["params"], made.before["macs"], base_map, "-", stats["baseline"].p50, "-"],
+            [
+                made.label, made.after["params"], made.after["macs"], map_, kept, stats["pruned"].p50,
+                "PASS" if verdict.passed else "FAIL",
+            ],
+        ]  # fmt: skip
+        budget_rule = (
+            f"{spec.budget_fraction:.0%} of the baseline's measured {target.budget.percentile}"
+            if spec.budget_fraction is not None
+            else "from the target"
+        )
+        report = build_report(
+            target=target,
+            baseline=model_block(
+                counts=made.before, latency=stats["baseline"], metrics=base_metrics,
+                artifact=exports["baseline"].artifact, parity=exports["baseline"].parity, source=str(spec.model),
+            ),
+            result=model_block(
+                counts=made.after, latency=stats["pruned"], metrics=metrics, artifact=exports["pruned"].artifact,
+                parity=exports["pruned"].parity, checkpoint=str(made.checkpoint),
+            ),
+            verdict=verdict,
+            environment=collect_environment(runtime.environment(), threads),
+            speedup_p50=stats["baseline"].p50 / stats["pruned"].p50,
+            map_kept=map_ / base_map if base_map and map_ is not None else None,
+            budget_rule=budget_rule,
+            **made.record,
+            spec={k: _plain(v) for k, v in asdict(spec).items() if k != "model"},
+            stage_seconds=stages.seconds,
+            **_int8_summary(spec, baseline, pruned, target, exports, out),
+            **({"accuracy_control": c} if (c := exports["pruned"].details.get("accuracy_control")) else {}),
+            **(extra_report or {}),
+        )  # fmt: skip
+        report["wall_seconds"] = round(time.perf_counter() - wall, 1)
+        path = write_report(report, out / "report.json", html=True)
+        say("")
+        say(format_table(["model", "params", "MACs", "mAP50-95", "mAP kept", "p50 ms", "budget"], rows))
+        say("")
+        say(f"budget: {target.budget.latency_ms:.2f} ms {target.budget.percentile} ({budget_rule})")
+        say(verdict.sentence())
+        say(f"speed-up {report['speedup_p50']:.2f}x at p50; report: {path}")
+        summary = report.get("int8_vs_fp32_baseline")
+        if summary:
+            kept = f"{summary['map_kept']:.1%}" if summary["map_kept"] is not None else "-"
+            say(
+                f"INT8 pruned artifact: {summary['int8_pruned_mb']:.2f} MB, {summary['size_fraction']:.1%} of the FP32 "
+                f"baseline's {summary['fp32_baseline_mb']:.2f} MB; mAP50-95 {summary['int8_pruned_map50_95']:.4f}, "
+                f"{kept} of the float baseline's"
+            )
+        return report
 
 
 def _check_spec(spec: PipelineSpec, target: Target) -> None:

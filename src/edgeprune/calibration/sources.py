@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from edgeprune.calibration.preprocess import IMAGE_SUFFIXES, preprocess
 from edgeprune.errors import EdgepruneError
@@ -21,8 +20,10 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def _split_entries(data_yaml: Path, split: str) -> list[Path]:
-    info = yaml.safe_load(data_yaml.read_text()) or {}
+def _split_entries(data_yaml: Path, split: str, flag: str) -> list[Path]:
+    from edgeprune.data.check import read_yaml_mapping
+
+    info = read_yaml_mapping(data_yaml, flag, "an image folder or a data.yaml")
     if split not in info:
         known = ", ".join(k for k in ("train", "val", "test") if k in info) or "none"
         raise EdgepruneError(f"{data_yaml}: no {split!r} split (splits: {known})")
@@ -33,7 +34,7 @@ def _split_entries(data_yaml: Path, split: str) -> list[Path]:
     return [p if p.is_absolute() else root / p for p in map(Path, entries)]
 
 
-def source_images(source: str | Path, split: str = "train") -> list[Path]:
+def source_images(source: str | Path, split: str = "train", flag: str = "--calib") -> list[Path]:
     """All image files of ``source`` (a folder, or a data.yaml's ``split``), sorted.
 
     A data.yaml split may be a folder, a text file listing images (one per line, relative to the
@@ -41,13 +42,13 @@ def source_images(source: str | Path, split: str = "train") -> list[Path]:
     """
     source = Path(source)
     if not source.exists():
-        raise EdgepruneError(f"calibration source not found: {source}")
+        raise EdgepruneError(f"{flag} {source}: not found (expected an image folder or a data.yaml)")
     if source.is_dir():
         entries = [source]
     elif source.suffix.lower() in (".yaml", ".yml"):
-        entries = _split_entries(source, split)
+        entries = _split_entries(source, split, flag)
     else:
-        raise EdgepruneError(f"calibration source must be an image folder or a data.yaml, got {source}")
+        raise EdgepruneError(f"{flag} {source}: expected an image folder or a data.yaml")
     images: list[Path] = []
     for entry in entries:
         if entry.is_dir():
@@ -57,11 +58,11 @@ def source_images(source: str | Path, split: str = "train") -> list[Path]:
             lines = [ln.strip() for ln in entry.read_text().splitlines() if ln.strip()]
             images += [Path(ln) if Path(ln).is_absolute() else (base / ln).resolve() for ln in lines]
         else:
-            raise EdgepruneError(f"calibration source {source}: {entry} is neither a folder nor a list file")
+            raise EdgepruneError(
+                f"{flag} {source}: its {split} images {entry} are neither a folder nor a list file"
+            )
     if not images:
-        raise EdgepruneError(
-            f"calibration source {source} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
-        )
+        raise EdgepruneError(f"{flag} {source}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return sorted(set(images))
 
 

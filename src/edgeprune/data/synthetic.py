@@ -132,7 +132,9 @@ def make_synthetic_dataset(
     if int(seed) < 0:
         raise OptionError(f"`seed` must be >= 0, got {seed}")
 
-    out = Path(out_dir).expanduser().resolve()
+    from edgeprune.files import check_output_folder
+
+    out = check_output_folder(Path(out_dir).expanduser().resolve())
     yaml_path = out / "data.yaml"
     stamp_path = out / _STAMP
     params = {

@@ -451,6 +451,23 @@ _INERT = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
 # --- the unpickler --------------------------------------------------------------------------------
 
 
+_MAX_ITEMS = 2**26  # no constructor call of a checkpoint builds more items than this from a count
+
+
+def _check_size(func: Any, args: tuple) -> None:
+    """Memory bombs through allowed constructors: ``bytearray(2**40)``, ``list(range(10**12))``. A
+    pickler passes them their contents, never a count; a range or an int asking for more is refused."""
+    for arg in args:
+        big = (isinstance(arg, range) and len(arg) > _MAX_ITEMS) or (
+            func in (bytes, bytearray) and isinstance(arg, int) and arg > _MAX_ITEMS
+        )
+        if big:
+            raise _Refused(
+                f"{_name_of(func)}({arg!r})",
+                "a constructor call that would allocate more than a checkpoint holds",
+            )
+
+
 class RestrictedUnpickler(pickle._Unpickler):
     """A pure-Python unpickler that names only allow-listed objects and calls only data constructors."""
 
@@ -493,6 +510,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         args = self.stack.pop()
         func = self.stack[-1]
         self._check_call(func, args)
+        _check_size(func, args)
         self.stack[-1] = func(*args)
 
     def load_newobj(self) -> None:
@@ -559,11 +577,11 @@ class RestrictedUnpickler(pickle._Unpickler):
     def load_setitem(self) -> None:
         value = self.stack.pop()
         key = self.stack.pop()
-        self._container(object)[key] = value
+        self._container(dict)[key] = value  # a pickler sets items on dicts only
 
     def load_setitems(self) -> None:
         items = self.pop_mark()
-        target = self._container(object)
+        target = self._container(dict)
         for i in range(0, len(items), 2):
             target[items[i]] = items[i + 1]
 
@@ -607,7 +625,13 @@ def _check_module(m: nn.Module) -> None:
             and not isinstance(value, nn.Module)
             and callable(inspect.getattr_static(type(m), key, None))
         ):
-            if not (isinstance(value, types.MethodType) and value.__self__ is m):
+            own_forward = (  # m.forward = m.forward_fuse, as Ultralytics' fuse() leaves it
+                key == "forward"
+                and isinstance(value, types.MethodType)
+                and value.__self__ is m
+                and value.__func__.__name__.startswith("forward")
+            )
+            if not own_forward:
                 raise _Refused(f"{owner}.{key}", "an attribute in the file replaces a method of the module")
     for group, kind in (("_modules", nn.Module), ("_parameters", torch.Tensor), ("_buffers", torch.Tensor)):
         for key, value in (vars(m).get(group) or {}).items():
@@ -615,25 +639,33 @@ def _check_module(m: nn.Module) -> None:
                 raise _Refused(f"{owner}.{group}[{key!r}]", f"holds a {type(value).__name__}")
 
 
+_MAX_DEPTH = 400  # containers within containers; YOLO checkpoints nest about 30 deep
+
+
 def _check_loaded(obj: Any) -> None:
     """Walk the loaded objects; every ``nn.Module`` passes ``_check_module``."""
     seen: set[int] = set()
-    todo = [obj]
+    todo = [(obj, 0)]
     while todo:
-        x = todo.pop()
+        x, depth = todo.pop()
         if id(x) in seen or isinstance(x, (torch.Tensor, str, bytes, int, float, bool, type(None))):
             continue
+        if depth > _MAX_DEPTH:
+            raise _Refused(
+                f"{type(x).__name__} nested {_MAX_DEPTH} levels deep",
+                "deeper than any model; copying or printing it would exhaust the stack",
+            )
         seen.add(id(x))
         if isinstance(x, dict):
-            todo.extend(x.values())
+            todo.extend((v, depth + 1) for v in x.values())
         elif isinstance(x, (list, tuple, set, frozenset)):
-            todo.extend(x)
+            todo.extend((v, depth + 1) for v in x)
         else:
             if isinstance(x, nn.Module):
                 _check_module(x)
             state = getattr(x, "__dict__", None)
             if isinstance(state, dict):
-                todo.extend(state.values())
+                todo.extend((v, depth + 1) for v in state.values())
 
 
 # --- public API -----------------------------------------------------------------------------------
@@ -644,6 +676,41 @@ def _is_torchscript(path: Path) -> bool:
         return False
     with zipfile.ZipFile(path) as z:
         return any(n.split("/", 1)[-1] == "constants.pkl" for n in z.namelist())
+
+
+_MAX_INFLATION = (
+    100  # torch.save stores records uncompressed: a record inflating far beyond its size is a bomb
+)
+
+
+def _check_archive(path: Path) -> None:
+    """Zip tricks, refused before torch reads the archive: a name twice (torch reads the first copy,
+    a scanner with Python's zipfile the last), names that leave the archive's folder, records that
+    declare far more bytes than the file holds."""
+    try:
+        z = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # torch reports it as unreadable
+    with z:
+        infos = z.infolist()
+    names = [i.filename for i in infos]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise _Refused(
+            f"zip entry {twice[0]!r}",
+            "the archive holds this name twice (a scanner and torch would read different copies)",
+        )
+    roots = {n.split("/", 1)[0] for n in names}
+    for n in names:
+        if n.startswith("/") or "\\" in n or ".." in n.split("/") or len(roots) > 1:
+            raise _Refused(f"zip entry {n!r}", "a name outside the archive's one folder")
+    size = path.stat().st_size
+    declared = sum(i.file_size for i in infos)
+    if declared > _MAX_INFLATION * size + 2**20:
+        raise _Refused(
+            f"zip records of {declared} bytes",
+            f"the archive is {size} bytes; its records inflate over {_MAX_INFLATION}x (a zip bomb)",
+        )
 
 
 def safe_torch_load(path: str | Path, *, trust: bool = False, map_location: Any = "cpu") -> Any:
@@ -664,6 +731,7 @@ def safe_torch_load(path: str | Path, *, trust: bool = False, map_location: Any 
             f"TorchScript only from trusted files. {TRUST_HINT}"
         )
     try:
+        _check_archive(path)
         obj = torch.load(path, map_location=map_location, pickle_module=restricted_pickle, weights_only=False)
         _check_loaded(obj)
         return obj
@@ -678,9 +746,9 @@ def safe_torch_load(path: str | Path, *, trust: bool = False, map_location: Any 
                 f"cannot load {path}: TORCH_FORCE_WEIGHTS_ONLY_LOAD is set, which rules out edgeprune's "
                 f"restricted loader; unset it (loading stays restricted)"
             ) from e
-        if "PytorchStreamReader" not in str(e):
-            raise
-        raise EdgepruneError(f"{path} is not a readable PyTorch checkpoint ({e})") from e
+        # torch's own checks of the archive and its records (sizes, strides, missing records)
+        detail = " ".join(str(e).split())[:300]
+        raise EdgepruneError(f"{path} is not a readable PyTorch checkpoint ({detail})") from None
     except (
         EOFError,
         pickle.UnpicklingError,
@@ -689,6 +757,11 @@ def safe_torch_load(path: str | Path, *, trust: bool = False, map_location: Any 
         AttributeError,
         KeyError,
         IndexError,
+        MemoryError,
+        RecursionError,
+        OverflowError,
+        zipfile.BadZipFile,
+        UnicodeDecodeError,
     ) as e:
         raise EdgepruneError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
 

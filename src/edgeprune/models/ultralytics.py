@@ -109,12 +109,12 @@ class UltralyticsDetector(Detector):
         and no NMS follows; the model itself is left as it is."""
         if end2end:
             if getattr(self.head, "one2one_cv2", None) is None:
-                raise EdgepruneError(
+                raise OptionError(
                     f"{Path(str(self.source)).name}: its head has no one-to-one branch; `end2end` exports "
                     "NMS-free heads (YOLOv10, YOLO26)"
                 )
             if normalized_boxes:
-                raise EdgepruneError(
+                raise OptionError(
                     "`end2end` exports for runtimes with normalized boxes (TFLite) are not supported yet"
                 )
             model = copy.deepcopy(self.module)
@@ -782,6 +782,12 @@ class UltralyticsAdapter(ModelAdapter):
                 model = (RTDETR if Path(text).stem.lower().startswith("rtdetr") else YOLO)(text).model
             except FileNotFoundError as e:
                 raise EdgepruneError(f"cannot load {text}: {e}") from None
+            except (ValueError, KeyError, SyntaxError, TypeError, IndexError, AttributeError, NameError) as e:
+                detail = str(e).splitlines()[0] if str(e) else ""
+                raise EdgepruneError(
+                    f"{text}: not a model config Ultralytics can build ({type(e).__name__}: {detail}); "
+                    "start from a shipped one such as yolov8n.yaml"
+                ) from None
         if is_config and nc is not None and nc != model.model[-1].nc:
             args = model.args
             model = type(model)(model.yaml, nc=nc, verbose=False)

@@ -59,22 +59,44 @@ class HostSpec:
 def load_hosts_file(path: str | Path) -> list[HostSpec]:
     """Hosts from a file: one ``user@host[:port]`` per line, or YAML ``- {host: ..., python: ...}``."""
     path = Path(path)
+    flag = "--hosts-file"
     if not path.is_file():
-        raise EdgepruneError(f"hosts file not found: {path}")
-    text = path.read_text()
+        raise EdgepruneError(f"{flag} {path}: no such file")
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        data = None
-    if isinstance(data, list) and all(isinstance(d, dict) for d in data):
-        hosts = []
-        for i, d in enumerate(data):
-            if "host" not in d:
-                raise EdgepruneError(f"{path}: entry {i + 1} has no 'host'")
-            hosts.append(HostSpec.parse(str(d["host"]), str(d.get("python", "python3"))))
-        return hosts
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EdgepruneError(
+            f"{flag} {path}: not UTF-8 text (byte {e.start}); expected one host per line, or YAML"
+        ) from None
     lines = [ln.split("#")[0].strip() for ln in text.splitlines()]
-    return [HostSpec.parse(ln) for ln in lines if ln]
+    if any(ln.startswith(("-", "{", "[")) for ln in lines):  # YAML: - {host: jetson1, python: ...}
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise EdgepruneError(f"{flag} {path}: invalid YAML{where}: {getattr(e, 'problem', e)}") from None
+        if not isinstance(data, list):
+            raise EdgepruneError(f"{flag} {path}: expected a list of hosts (- {{host: name, python: path}})")
+        hosts = []
+        for i, d in enumerate(data, 1):
+            if isinstance(d, str):
+                d = {"host": d}
+            if not isinstance(d, dict) or "host" not in d:
+                raise EdgepruneError(
+                    f"{flag} {path}: entry {i} has no 'host' (expected - {{host: name, python: path}})"
+                )
+            unknown = sorted(set(d) - {"host", "python"})
+            if unknown:
+                raise EdgepruneError(
+                    f"{flag} {path}: entry {i}: unknown key {unknown[0]!r} (known: host, python)"
+                )
+            hosts.append(HostSpec.parse(str(d["host"]), str(d.get("python", "python3"))))
+    else:
+        hosts = [HostSpec.parse(ln) for ln in lines if ln]
+    if not hosts:
+        raise EdgepruneError(f"{flag} {path}: no hosts in it (one user@host[:port] per line)")
+    return hosts
 
 
 @dataclass

@@ -112,6 +112,7 @@ class Runtime(ABC):
     precisions: ClassVar[frozenset[str]]
     normalized_boxes: ClassVar[bool] = False  # export detectors with boxes divided by the image size
     node_naming: ClassVar[str] = "onnx"  # how exported node names look (Detector.float_node_patterns)
+    folder_artifacts: ClassVar[bool] = False  # an artifact may be given as its folder (OpenVINO's IR)
 
     def export(
         self,
@@ -180,6 +181,27 @@ class Runtime(ABC):
     @abstractmethod
     def load(self, artifact: Path, *, threads: int | None = None) -> Session:
         """Load ``artifact`` for inference with ``threads`` intra-op threads (None = runtime default)."""
+
+    def open(self, artifact: str | Path, *, threads: int | None = None) -> Session:
+        """``load`` for a file a user gave: anything the runtime cannot read (a text file, a truncated
+        or foreign model, an IR without its weights) is an ``EdgepruneError`` naming the file. The
+        runtimes raise their own types for it (protobuf, flatbuffer and C++ errors), hence the broad catch."""
+        from edgeprune.errors import EdgepruneError
+
+        artifact = Path(artifact)
+        if not (artifact.is_file() or (self.folder_artifacts and artifact.is_dir())):
+            what = "a folder" if artifact.is_dir() else "not found"
+            raise EdgepruneError(f"{artifact}: {what}; give the {self.suffix} file `edgeprune export` wrote")
+        try:
+            return self.load(artifact, threads=threads)
+        except EdgepruneError:
+            raise
+        except Exception as e:  # noqa: BLE001 (see the docstring)
+            detail = " ".join(str(e).split())[:240]
+            raise EdgepruneError(
+                f"{artifact} is not a model {self.name} can load ({type(e).__name__}: {detail}); give the "
+                f"{self.suffix} file `edgeprune export` wrote for a target whose runtime is {self.name}"
+            ) from None
 
     @abstractmethod
     def environment(self) -> dict[str, Any]:

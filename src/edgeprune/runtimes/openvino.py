@@ -99,6 +99,7 @@ def _precision_of(xml: Path) -> str | None:
 
 
 class OpenVinoRuntime(Runtime):
+    folder_artifacts = True  # the folder export writes (model.xml, model.bin, metadata.yaml)
     name = "openvino"
     suffix = ".xml"
     precisions = frozenset({"fp32", "fp16", "int8"})
@@ -125,6 +126,13 @@ class OpenVinoRuntime(Runtime):
         artifact = Path(artifact)
         if artifact.is_dir():
             artifact = next(artifact.glob("*.xml"))
+        if not artifact.with_suffix(".bin").is_file():
+            from edgeprune.errors import EdgepruneError
+
+            raise EdgepruneError(
+                f"{artifact}: its weights {artifact.with_suffix('.bin')} are missing; an OpenVINO IR is the .xml "
+                "and the .bin beside it"
+            )
         return OpenVinoSession(artifact, threads, _precision_of(artifact))
 
     def read_metadata(self, artifact: Path) -> dict[str, Any]:
