@@ -72,3 +72,39 @@ def run_cli(
         cwd=cwd,
         timeout=timeout,
     )
+
+
+def schema_problems(folder: Path) -> list[str]:
+    """Every report under ``folder`` checked against report.schema.json: one line per problem."""
+    import json
+
+    import jsonschema
+
+    from edgeprune.report.json import is_report, report_schema
+
+    validator = jsonschema.Draft202012Validator(report_schema())
+    problems = []
+    for path in sorted(folder.rglob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if is_report(data):
+            for e in validator.iter_errors(data):
+                problems.append(f"{path}: {'.'.join(map(str, e.path)) or '(top)'}: {e.message[:200]}")
+    return problems
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Every report the tests wrote (in-process or through the CLI) has the schema's stable keys."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or os.environ.get("EDGEPRUNE_SKIP_SCHEMA_CHECK"):
+        return
+    try:
+        import jsonschema  # noqa: F401
+    except ImportError:
+        return
+    problems = schema_problems(factory.getbasetemp())
+    if problems:
+        print("\nreports that break report.schema.json:\n  " + "\n  ".join(problems[:20]), file=sys.stderr)
+        session.exitstatus = 1

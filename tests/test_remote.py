@@ -94,10 +94,19 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
+    yield from _sshd(tmp_path_factory.mktemp("sshd"), sftp=True)
+
+
+@pytest.fixture(scope="module")
+def sshd_no_sftp(tmp_path_factory):
+    """A server without the SFTP subsystem, as on minimal images."""
+    yield from _sshd(tmp_path_factory.mktemp("sshd-no-sftp"), sftp=False)
+
+
+def _sshd(d: Path, sftp: bool):
     pytest.importorskip("asyncssh")
     if not SSHD.exists():
         pytest.skip("openssh-server is not installed (.ci/run installs it)")
-    d = tmp_path_factory.mktemp("sshd")
     for name in ("host_key", "other_host_key", "id_ed25519"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
     (d / "authorized_keys").write_text((d / "id_ed25519.pub").read_text())
@@ -106,7 +115,8 @@ def sshd(tmp_path_factory):
     (d / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
         f"AuthorizedKeysFile {d / 'authorized_keys'}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nSubsystem sftp internal-sftp\nLogLevel ERROR\n"
+        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nLogLevel ERROR\n"
+        + ("Subsystem sftp internal-sftp\n" if sftp else "")
     )
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(exist_ok=True)
@@ -253,3 +263,70 @@ def test_budget_search_measures_on_the_host(sshd, onnx_model, tmp_path):
     assert report["search"]["probes"] and report["search"]["reference_ms"] > 0
     assert report["result"]["params"] < report["baseline"]["params"]
     assert local.returncode == 0
+
+
+# --- devices that misbehave ---------------------------------------------------------------------------
+
+
+def test_a_host_without_sftp_is_profiled_over_the_exec_channel(sshd_no_sftp, onnx_model, tmp_path):
+    before = _leftovers()
+    r = run_cli(
+        "profile", str(onnx_model), "--target", str(_target(tmp_path)), "--hosts-file", str(_hosts(tmp_path, "box")),
+        "--ssh-config", str(sshd_no_sftp["config"]), "--json", str(tmp_path / "r.json"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    (host,) = report["hosts"]
+    assert host["ok"] and any("no SFTP subsystem" in w for w in host["warnings"])
+    assert report["result"]["latency_ms"]["p50"] == host["report"]["result"]["latency_ms"]["p50"]
+    assert report["result"]["host"] == "box" and report["verdict"]["passed"] is True
+    assert _leftovers() == before
+
+
+def test_a_host_that_refuses_is_a_clear_error_at_once(tmp_path, onnx_model):
+    pytest.importorskip("asyncssh")
+    t0 = time.perf_counter()
+    r = run_cli(
+        "profile", str(onnx_model), "-t", str(_target(tmp_path)), "--host", f"me@127.0.0.1:{_free_port()}"
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "me@127.0.0.1" in r.stderr and "refused" in r.stderr.lower(), r.stderr
+    assert time.perf_counter() - t0 < 60
+
+
+def _fake_python(tmp_path: Path, body: str) -> Path:
+    """A "Python" on the host that imports edgeprune but whose profile run does ``body``."""
+    script = tmp_path / "python"
+    script.write_text(f'#!/bin/sh\nif [ "$1" = "-c" ]; then exit 0; fi\n{body}\n')
+    script.chmod(0o755)
+    return script
+
+
+def test_a_profile_over_its_time_limit_is_stopped_and_cleaned_up(sshd, onnx_model, tmp_path):
+    python = _fake_python(tmp_path, "sleep 60")
+    hosts = tmp_path / "h.yaml"
+    hosts.write_text(f"- {{host: box, python: {python}}}\n")
+    before = _leftovers()
+    t0 = time.perf_counter()
+    r = run_cli(
+        "profile", str(onnx_model), "-t", str(_target(tmp_path)), "--hosts-file", str(hosts),
+        "--ssh-config", str(sshd["config"]), "--timeout", "2",
+    )  # fmt: skip
+    assert r.returncode == 1 and "exceeded its time limit of 2 s" in r.stderr, r.stderr
+    assert time.perf_counter() - t0 < 40
+    assert _leftovers() == before
+
+
+def test_a_connection_dropped_mid_run_is_reported_and_its_folder_removed(sshd, onnx_model, tmp_path):
+    # the profiler kills the SSH session serving it: the connection drops while the host is working
+    python = _fake_python(tmp_path, "kill -9 $PPID; sleep 5")
+    hosts = tmp_path / "h.yaml"
+    hosts.write_text(f"- {{host: box, python: {python}}}\n")
+    before = _leftovers()
+    r = run_cli(
+        "profile", str(onnx_model), "-t", str(_target(tmp_path)), "--hosts-file", str(hosts),
+        "--ssh-config", str(sshd["config"]), "--timeout", "30",
+    )  # fmt: skip
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "box:" in r.stderr, r.stderr
+    assert _leftovers() == before

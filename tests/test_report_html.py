@@ -14,6 +14,19 @@ from conftest import run_cli
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+LATENCY = {
+    "p50": 6.8,
+    "p90": 7.1,
+    "p99": 7.6,
+    "mean": 6.9,
+    "std": 0.2,
+    "min": 6.5,
+    "max": 7.9,
+    "cv": 0.03,
+    "n": 60,
+}
+
+
 def _search_report(folder: Path) -> Path:
     """A budget search's prune.json as the search writes it: three probes, two steps, the final model."""
     probes = [
@@ -40,8 +53,8 @@ def _search_report(folder: Path) -> Path:
     hist = {"edges_ms": [6.0, 6.5, 7.0, 7.5], "counts": [3, 10, 2]}
     report = {
         "edgeprune_version": "0", "target": "t", "budget": {"latency_ms": 7.0, "percentile": "p50", "scope": "engine"},
-        "baseline": {"params": 2000, "macs": 2 * 10**6, "measured_ms": 10.0, "metrics": {"map50_95": 0.65}},
-        "result": {"params": 900, "macs": 9 * 10**5, "latency_ms": {"p50": 6.8}, "latency_histogram": hist,
+        "baseline": {"params": 2000, "macs": 2 * 10**6, "latency_ms": None, "measured_ms": 10.0, "metrics": {"map50_95": 0.65}},
+        "result": {"params": 900, "macs": 9 * 10**5, "latency_ms": LATENCY, "latency_histogram": hist,
                    "metrics": {"map50_95": 0.59}},
         "passed": True, "verdict": {"passed": True, "percentile": "p50", "latency_ms": 6.8, "budget_ms": 7.0,
                                     "margin_ms": 0.2},

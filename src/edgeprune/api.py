@@ -314,6 +314,8 @@ def prune_to_budget(
         )  # fmt: skip
         result = searcher.search(resume=resume)
         report = _budget_report(result, t, model, baseline_metrics)
+        for warning in report.get("warnings", []):
+            say(f"warning: {warning}")
         if teacher is not None and data is not None:
             teacher_metrics = (
                 baseline_metrics if source is detector else source.evaluate(data, imgsz=t.imgsz, batch=batch)
@@ -389,7 +391,10 @@ def _budget_report(
     result: SearchResult, t: Target, model: Any, baseline_metrics: dict[str, float]
 ) -> dict[str, Any]:
     """prune.json of a budget search."""
+    from edgeprune.profiling.trust import timing_warnings
+
     b = result.baseline
+    warnings = timing_warnings(result.stats, t.threads)
     return build_report(
         target=t.with_overrides(budget={"latency_ms": result.verdict.budget_ms}),
         baseline=model_block(
@@ -405,6 +410,7 @@ def _budget_report(
         environment=collect_environment(get_runtime(t.runtime).environment(), t.threads),
         search=result.search_block(),
         message=result.message,
+        **({"warnings": warnings} if warnings else {}),
     )  # fmt: skip
 
 
@@ -593,15 +599,20 @@ def profile(
         raise OptionError(
             "end-to-end timing letterboxes real frames: give `images` (an image folder or a data.yaml)"
         )
+    from edgeprune.profiling.trust import timing_warnings, watch_cpu
+
     session = runtime.open(artifact, threads=t.threads)
     e2e = None
-    if end_to_end:
-        e2e = _end_to_end(runtime, session, artifact, t, images, max_time_s)
-        stats = e2e.total
-    else:
-        stats = measure_profiled(session.runner(), t.profiling, max_time_s=max_time_s)
+    with watch_cpu() as watch:
+        if end_to_end:
+            e2e = _end_to_end(runtime, session, artifact, t, images, max_time_s)
+            stats = e2e.total
+        else:
+            stats = measure_profiled(session.runner(), t.profiling, max_time_s=max_time_s)
     verdict = judge(stats, t.budget.latency_ms, t.budget.percentile)
     environment = collect_environment(runtime.environment(), t.threads)
+    if watch.others_cores is not None:
+        environment["other_load_cores"] = round(watch.others_cores, 3)
     input_shape = list(session.inputs[0].shape)
     report = build_report(
         target=t.with_overrides(budget={"scope": "end_to_end" if end_to_end else "engine"}),
@@ -611,10 +622,11 @@ def profile(
     )
     if e2e is not None:
         report["end_to_end"] = e2e.to_dict()
+    warnings = timing_warnings(stats, t.threads, watch)
     if len(input_shape) == 4 and input_shape[-1] != t.imgsz:
-        report["warnings"] = [
-            f"artifact input is {input_shape[-1]} px but target {t.name} expects {t.imgsz} px"
-        ]
+        warnings.append(f"artifact input is {input_shape[-1]} px but target {t.name} expects {t.imgsz} px")
+    if warnings:
+        report["warnings"] = warnings
     if json_path is not None:
         write_report(report, json_path, html=True)
     return ProfileResult(stats, verdict, environment, report)
@@ -639,8 +651,12 @@ def profile_remote(
     hosts_file: str | Path | None = None,
     ssh_config: str | Path | None = None,
     json_path: str | Path | None = None,
+    time_limit_s: float = 600.0,
 ) -> dict[str, Any]:
     """Profile ``artifact`` on every host over SSH in parallel; returns (and writes) one report.
+
+    A host that has not reported within ``time_limit_s`` is stopped (its profiler killed, its
+    temporary folder removed) and reported as failed.
 
     ``hosts`` are ``user@host[:port]`` or ``~/.ssh/config`` aliases; a ``hosts_file`` adds more
     (and may name the Python that has edgeprune on each). ``passed`` is True only when every host
@@ -661,14 +677,24 @@ def profile_remote(
     specs = [HostSpec.parse(h) for h in hosts] + (load_hosts_file(hosts_file) if hosts_file else [])
     if not specs:
         raise OptionError("no host given: `host` (user@host[:port]) or `hosts_file`")
-    results = profile_hosts(specs, artifact, t, ssh_config=ssh_config)
-    rows = [asdict(r) for r in results]
+    if json_path is not None:
+        check_report_path(json_path, "--json")
+    if time_limit_s <= 0:
+        raise OptionError(f"`timeout` must be more than 0 seconds, got {time_limit_s}")
+    results = profile_hosts(specs, artifact, t, ssh_config=ssh_config, time_limit_s=time_limit_s)
+    rows = [{k: v for k, v in asdict(r).items() if k != "remote_tmp"} for r in results]
     passed = all(r.ok and r.report.get("passed") for r in results) if results else False
-    report = build_report(
-        target=t, result=model_block(artifact=Path(artifact)), hosts=rows,
-        errors=[r.error for r in results if r.error],
-    )  # fmt: skip
+    result = model_block(artifact=Path(artifact))
+    timed = [r for r in results if r.ok and (r.report.get("result") or {}).get("latency_ms")]
+    if timed:  # the same keys as a local report: the slowest host's latency, the one the verdict hinges on
+        slowest = max(timed, key=lambda r: r.report["result"]["latency_ms"].get(t.budget.percentile) or 0.0)
+        result["latency_ms"] = slowest.report["result"]["latency_ms"]
+        result["host"] = slowest.host
+    report = build_report(target=t, result=result, hosts=rows, errors=[r.error for r in results if r.error])
     report["passed"] = passed
+    if timed:
+        report["verdict"] = slowest.report.get("verdict")
+    report["warnings"] = [f"{r.host}: {w}" for r in results for w in r.warnings]
     if json_path is not None:
         write_report(report, json_path)
     return report

@@ -236,7 +236,7 @@ def _profile_remote(args: argparse.Namespace) -> int:
 
     report = profile_remote(
         args.artifact, args.target, args.host or [], hosts_file=args.hosts_file, ssh_config=args.ssh_config,
-        json_path=args.json,
+        json_path=args.json, time_limit_s=args.timeout,
     )  # fmt: skip
     rows = []
     for h in report["hosts"]:
@@ -545,6 +545,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--hosts-file", help="hosts, one per line, or YAML: - {host: jetson1, python: /opt/venv/bin/python}"
     )
     p.add_argument("--ssh-config", help="OpenSSH client config to read (default ~/.ssh/config)")
+    p.add_argument(
+        "--timeout", type=float, default=600.0, metavar="SECONDS",
+        help="over SSH: stop a host's profile after this long and report it failed (default 600)",
+    )  # fmt: skip
     p.add_argument(
         "--end-to-end", action="store_true", help="time each frame's letterbox, inference and decode + NMS "
         "on real --images, and judge the budget on the total (default when the target's budget scope is end_to_end)",

@@ -95,7 +95,10 @@ def save_portable(detector: Detector, s: DemoSettings, metrics: dict[str, float]
         "training": BASELINE_TRAINING,
         "metrics": metrics,
     }
-    torch.save(blob, path)
+    from edgeprune.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
     return path
 
 

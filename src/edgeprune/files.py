@@ -30,27 +30,76 @@ def _default_mode() -> int:
 _MODE = _default_mode()
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, fsync it, then rename it over ``path``
-    (a rename within a folder is atomic on POSIX and Windows). The file gets the permissions a
-    new file gets from ``open(path, "w")`` (a file replaced does not keep its own)."""
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that wants a file name (``torch.save``,
+    ``onnx.save``); when the block ends, the file is fsynced and renamed over ``path``, so a reader,
+    or a run killed mid-write, sees the old file or the new one, never half of one. An exception
+    removes the temporary file and leaves ``path`` as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        _fsync_file(tmp)
         try:
             os.chmod(tmp, _MODE)  # mkstemp makes 0600
         except OSError:  # a filesystem without modes keeps mkstemp's
             pass
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        os.replace(tmp, path)  # a rename within a folder is atomic on POSIX and Windows
+        _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` whole or not at all (``atomic_path``). The file gets the permissions a new file
+    gets from ``open(path, "w")`` (a file replaced does not keep its own)."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` whole or not at all (``atomic_path``)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return path
+
+
+def replace_folder(new: Path, final: Path) -> None:
+    """Move the finished folder ``new`` to ``final``, replacing an older one: two renames, so a
+    reader sees the old folder, then briefly none, then the new one, never a mix of the two."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(new, final)
+    _fsync_dir(final.parent)
+    if old is not None:
+        import shutil
+
+        shutil.rmtree(old, ignore_errors=True)
 
 
 # --- output folders ------------------------------------------------------------------------------

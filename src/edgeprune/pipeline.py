@@ -18,6 +18,7 @@ from edgeprune.files import check_output_folder, output_folder
 from edgeprune.models import Detector, load_model
 from edgeprune.models.detections import describe_collapse
 from edgeprune.profiling import collect_environment, judge, measure_interleaved
+from edgeprune.profiling.trust import timing_warnings, watch_cpu
 from edgeprune.pruning.options import FINETUNE_BATCH, PruneConfig, SearchConfig
 from edgeprune.report import build_report, format_table, model_block, write_report
 from edgeprune.runtimes import get_runtime
@@ -232,14 +233,15 @@ def run_pipeline(
         sessions = {name: runtime.load(e.artifact, threads=threads) for name, e in exports.items()}
         calls = {name: session.runner() for name, session in sessions.items()}
         p, rounds = target.profiling, max(1, spec.profile_rounds)
-        stats = measure_interleaved(
-            calls,
-            rounds=rounds,
-            warmup=p.warmup,
-            warmup_s=p.warmup_s,
-            iterations=max(1, p.iterations // rounds),
-            min_time_s=p.min_time_s / rounds,
-        )
+        with watch_cpu() as watch:
+            stats = measure_interleaved(
+                calls,
+                rounds=rounds,
+                warmup=p.warmup,
+                warmup_s=p.warmup_s,
+                iterations=max(1, p.iterations // rounds),
+                min_time_s=p.min_time_s / rounds,
+            )
         if spec.budget_fraction is not None:
             derived = round(spec.budget_fraction * stats["baseline"].get(target.budget.percentile), 3)
             target = target.with_overrides(name=f"{target.name}-derived", budget={"latency_ms": derived})
@@ -283,7 +285,12 @@ def run_pipeline(
             **(extra_report or {}),
         )  # fmt: skip
         report["wall_seconds"] = round(time.perf_counter() - wall, 1)
+        warnings = timing_warnings(stats["pruned"], threads, watch)
+        if warnings:
+            report.setdefault("warnings", []).extend(warnings)
         path = write_report(report, out / "report.json", html=True)
+        for warning in warnings:
+            say(f"warning: {warning}")
         say("")
         say(format_table(["model", "params", "MACs", "mAP50-95", "mAP kept", "p50 ms", "budget"], rows))
         say("")

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from edgeprune.errors import OptionError
+from edgeprune.files import write_text_atomic
 from edgeprune.registry import Registry
 
 __all__ = ["CLASS_NAMES", "PRESETS", "Preset", "make_synthetic_dataset"]
@@ -153,7 +154,7 @@ def make_synthetic_dataset(
         if old == params:
             if stamp.get("complete") and yaml_path.is_file() and _counts_match(out, n_train, n_val):
                 if yaml_path.read_text() != _data_yaml(out, kind.class_names):  # moved or renamed
-                    yaml_path.write_text(_data_yaml(out, kind.class_names))
+                    write_text_atomic(yaml_path, _data_yaml(out, kind.class_names))
                 return yaml_path
             # Same parameters but an interrupted or damaged run of ours: simply redo it.
         else:
@@ -187,7 +188,7 @@ def make_synthetic_dataset(
             image.save(img_dir / f"{stem}.png", format="PNG", compress_level=1)
             (lbl_dir / f"{stem}.txt").write_text("".join(_format_label(*lab) for lab in labels))
 
-    yaml_path.write_text(_data_yaml(out, kind.class_names))
+    write_text_atomic(yaml_path, _data_yaml(out, kind.class_names))
     _write_stamp(stamp_path, {**params, "complete": True})
     return yaml_path
 
@@ -206,7 +207,7 @@ def _read_stamp(path: Path) -> dict | None:
 
 
 def _write_stamp(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _counts_match(out: Path, n_train: int, n_val: int) -> bool:

@@ -34,7 +34,10 @@ class TorchModuleDetector(Detector):
     def save(self, path: Path, metadata: dict[str, Any] | None = None) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": copy.deepcopy(self.module).cpu().eval(), "edgeprune": metadata or {}}, path)
+        from edgeprune.files import atomic_path
+
+        with atomic_path(path) as tmp:
+            torch.save({"model": copy.deepcopy(self.module).cpu().eval(), "edgeprune": metadata or {}}, tmp)
         return path
 
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from edgeprune import _optional
 from edgeprune.errors import EdgepruneError, OptionError
+from edgeprune.files import atomic_path
 from edgeprune.models.base import Detector, ModelAdapter
 from edgeprune.models.distill import OutputDistillation
 from edgeprune.models.safe_load import (
@@ -400,9 +401,8 @@ class UltralyticsDetector(Detector):
         }
         config = path.with_suffix(".yaml")
         staged = self._stage_config(config) if self.native else None
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(ckpt, tmp)
-        tmp.replace(path)  # a kill mid-write leaves the previous file or none, never half of one
+        with atomic_path(path) as tmp:  # a kill mid-write leaves the previous file or none, never half of one
+            torch.save(ckpt, tmp)
         if staged is not None:
             staged.replace(config)
         elif config.is_file() and config.read_text(errors="replace").startswith(_CONFIG_HEADER):
@@ -427,6 +427,8 @@ class UltralyticsDetector(Detector):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text("\n".join(lines) + "\n")
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         return tmp
 
     # --- training and validation -------------------------------------------------------

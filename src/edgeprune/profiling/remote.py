@@ -26,6 +26,8 @@ import yaml
 from edgeprune.errors import EdgepruneError
 from edgeprune.targets import Target
 
+TIME_LIMIT_S = 600.0  # one host's profile, from upload to report
+
 _HOST = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[^\]]+\]|[^:@\s]+)(?::(?P<port>\d+))?$")
 
 
@@ -110,6 +112,7 @@ class RemoteResult:
     conditions: dict[str, Any] = field(default_factory=dict)  # {"before": {...}, "after": {...}}
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    remote_tmp: str | None = field(default=None, repr=False)  # a temporary folder on the host, until removed
 
 
 # Fixed shell, no user input: the device's conditions as key=value lines. Jetson files are read
@@ -223,6 +226,7 @@ async def _profile_one(
     *,
     ssh_config: str | Path | None,
     connect_timeout: float,
+    time_limit_s: float = 0,
 ) -> RemoteResult:
     from edgeprune._optional import require
 
@@ -237,7 +241,13 @@ async def _profile_one(
         options["config"] = [str(ssh_config)]
     try:
         async with asyncssh.connect(spec.host, **options) as conn:
-            await _run_remote(conn, spec, artifact, target, result)
+            limit = time_limit_s or TIME_LIMIT_S
+            await asyncio.wait_for(_run_remote(conn, spec, artifact, target, result, limit), limit + 60)
+    except (TimeoutError, asyncio.TimeoutError):
+        result.error = (
+            f"{spec.label}: gave up after {time_limit_s or TIME_LIMIT_S:.0f} s (copies and profile); "
+            "is the host or its network stalled? (profile --timeout sets the limit)"
+        )
     except asyncssh.HostKeyNotVerifiable as e:
         result.error = (
             f"{spec.label}: host key not verified ({e.reason}); edgeprune checks host keys against "
@@ -247,15 +257,31 @@ async def _profile_one(
         result.error = (
             f"{spec.label}: permission denied (no key accepted; check ssh-agent, IdentityFile, user)"
         )
+    except asyncssh.ConnectionLost as e:
+        result.error = f"{spec.label}: the connection dropped mid-run ({e.reason}); nothing was measured"
     except (OSError, asyncssh.Error) as e:
         result.error = f"{spec.label}: {type(e).__name__}: {getattr(e, 'reason', None) or e}"
     except EdgepruneError as e:
         result.error = f"{spec.label}: {e}"
+    if result.remote_tmp:  # the run ended without removing its folder (connection lost, timed out)
+        await _remove_later(asyncssh, spec.host, options, result)
     return result
 
 
+async def _remove_later(asyncssh: Any, host: str, options: dict[str, Any], result: RemoteResult) -> None:
+    """Connect once more to remove a temporary folder a broken run left; say so if that fails too."""
+    try:
+        async with asyncssh.connect(host, **options) as conn:
+            await asyncio.wait_for(
+                conn.run(shlex.join(["rm", "-rf", "--", result.remote_tmp]), check=False), 60
+            )
+        result.remote_tmp = None
+    except (OSError, asyncssh.Error, TimeoutError, asyncio.TimeoutError):
+        result.warnings.append(f"could not remove {result.remote_tmp} on the host: remove it by hand")
+
+
 async def _run_remote(
-    conn: Any, spec: HostSpec, artifact: Path, target: Target, result: RemoteResult
+    conn: Any, spec: HostSpec, artifact: Path, target: Target, result: RemoteResult, time_limit_s: float
 ) -> None:
     async def run(words: list[str] | str, check: bool = True) -> Any:
         cmd = words if isinstance(words, str) else shlex.join(words)
@@ -265,30 +291,41 @@ async def _run_remote(
             raise EdgepruneError(f"`{cmd}` failed with exit {r.exit_status}: {' | '.join(tail)}")
         return r
 
-    tmp = (await run(["mktemp", "-d", "-t", "edgeprune.XXXXXXXX"])).stdout.strip()
-    if not tmp.startswith("/"):
-        raise EdgepruneError(f"mktemp returned {tmp!r}")
+    made = await run(["mktemp", "-d", "-t", "edgeprune.XXXXXXXX"], check=False)
+    tmp = (made.stdout or "").strip()
+    if made.exit_status != 0 or not tmp.startswith("/"):
+        why = (made.stderr or "").strip().splitlines()[-1:] or [repr(tmp)]
+        raise EdgepruneError(f"cannot make a temporary folder on the host (mktemp -d: {why[0]})")
+    result.remote_tmp = tmp
     try:
         remote_target = f"{tmp}/target.yaml"
         remote_json = f"{tmp}/report.json"
-        async with conn.start_sftp_client() as sftp:
-            remote_artifact = await _upload(sftp, artifact, tmp)
-            async with sftp.open(remote_target, "w") as f:
-                await f.write(target_yaml(target))
+        files = await _open_files(conn)
+        if isinstance(files, _ExecFiles):
+            result.warnings.append(
+                "the host has no SFTP subsystem: files were copied over the SSH exec channel (cat)"
+            )
+        remote_artifact = await _upload(files, artifact, tmp)
+        await files.write(remote_target, target_yaml(target).encode())
         before = parse_conditions((await run(CONDITIONS_SCRIPT, check=False)).stdout)
         has_edgeprune = (await run([spec.python, "-c", "import edgeprune"], check=False)).exit_status == 0
         if has_edgeprune:
             result.method = "edgeprune"
+            has_timeout = (await run("command -v timeout", check=False)).exit_status == 0
+            limit = ["timeout", "-k", "5", str(max(1, round(time_limit_s)))] if has_timeout else []
             r = await run(
-                [spec.python, "-m", "edgeprune.cli", "profile", remote_artifact, "--target", remote_target,
+                [*limit, spec.python, "-m", "edgeprune.cli", "profile", remote_artifact, "--target", remote_target,
                  "--json", remote_json], check=False,
             )  # fmt: skip
+            if limit and (r.exit_status in (124, 137) or r.exit_signal):  # timeout stopped the profiler
+                raise EdgepruneError(
+                    f"the remote profile exceeded its time limit of {time_limit_s:.0f} s and was stopped "
+                    "(profile --timeout sets the limit)"
+                )
             if r.exit_status not in (0, 3):  # 3 = over budget: a result, not a failure
                 tail = (r.stderr or r.stdout or "").strip().splitlines()[-3:]
                 raise EdgepruneError(f"the remote profiler failed (exit {r.exit_status}): {' | '.join(tail)}")
-            async with conn.start_sftp_client() as sftp:
-                async with sftp.open(remote_json, "r") as f:
-                    result.report = json.loads(await f.read())
+            result.report = json.loads((await files.read(remote_json)).decode())
         elif target.runtime == "tensorrt":
             result.method = "trtexec"
             result.report = await _trtexec(run, remote_artifact, tmp, target)
@@ -299,19 +336,85 @@ async def _run_remote(
             )
         after = parse_conditions((await run(CONDITIONS_SCRIPT, check=False)).stdout)
         result.conditions = {"before": before, "after": after}
-        result.warnings = condition_warnings(before, after)
+        result.warnings += condition_warnings(before, after) + list(result.report.get("warnings") or [])
         result.ok = True
     finally:
-        await run(["rm", "-rf", "--", tmp], check=False)
+        import asyncssh
+
+        try:
+            await run(["rm", "-rf", "--", tmp], check=False)
+            result.remote_tmp = None
+        except (OSError, asyncssh.Error):  # the connection is gone: _remove_later connects again
+            pass
 
 
-async def _upload(sftp: Any, artifact: Path, tmp: str) -> str:
+class _SftpFiles:
+    """Files on the host through its SFTP subsystem."""
+
+    def __init__(self, conn: Any):
+        self.conn = conn
+
+    async def put(self, local: Path, remote: str) -> None:
+        async with self.conn.start_sftp_client() as sftp:
+            await sftp.put(str(local), remote, recurse=local.is_dir())
+
+    async def write(self, remote: str, data: bytes) -> None:
+        async with self.conn.start_sftp_client() as sftp, sftp.open(remote, "wb") as f:
+            await f.write(data)
+
+    async def read(self, remote: str) -> bytes:
+        async with self.conn.start_sftp_client() as sftp, sftp.open(remote, "rb") as f:
+            return await f.read()
+
+
+class _ExecFiles:
+    """Files on a host without SFTP (minimal images, dropbear): ``cat`` over the exec channel."""
+
+    def __init__(self, conn: Any):
+        self.conn = conn
+
+    async def _run(self, cmd: str, data: bytes | None = None) -> bytes:
+        r = await self.conn.run(cmd, input=data, encoding=None, check=False)
+        if r.exit_status != 0:
+            why = (r.stderr or b"").decode(errors="replace").strip().splitlines()[-1:] or [
+                f"exit {r.exit_status}"
+            ]
+            raise EdgepruneError(f"copying over the exec channel failed: `{cmd}`: {why[0]}")
+        return r.stdout or b""
+
+    async def put(self, local: Path, remote: str) -> None:
+        if local.is_dir():
+            await self._run(f"mkdir -p -- {shlex.quote(remote)}")
+            for child in sorted(local.iterdir()):
+                await self.put(child, f"{remote}/{child.name}")
+        else:
+            await self.write(remote, local.read_bytes())
+
+    async def write(self, remote: str, data: bytes) -> None:
+        await self._run(f"cat > {shlex.quote(remote)}", data)
+
+    async def read(self, remote: str) -> bytes:
+        return await self._run(f"cat -- {shlex.quote(remote)}")
+
+
+async def _open_files(conn: Any) -> _SftpFiles | _ExecFiles:
+    """SFTP when the host offers it, else copies over the exec channel."""
+    import asyncssh
+
+    try:
+        async with conn.start_sftp_client():
+            return _SftpFiles(conn)
+    except (asyncssh.ChannelOpenError, asyncssh.SFTPError):
+        return _ExecFiles(conn)
+
+
+async def _upload(files: _SftpFiles | _ExecFiles, artifact: Path, tmp: str) -> str:
     """Copy the artifact (a file, or an OpenVINO IR folder) into ``tmp``; returns its remote path."""
     if artifact.is_dir() or artifact.parent.name.endswith("_openvino_model"):
         folder = artifact if artifact.is_dir() else artifact.parent
-        await sftp.put(str(folder), f"{tmp}/{folder.name}", recurse=True)
+        await files.put(folder, f"{tmp}/{folder.name}")
         return f"{tmp}/{folder.name}/{artifact.name}" if artifact.is_file() else f"{tmp}/{folder.name}"
-    await sftp.put(str(artifact), f"{tmp}/{artifact.name}")
+    await files.put(artifact, f"{tmp}/{artifact.name}")
     return f"{tmp}/{artifact.name}"
 
 
@@ -353,8 +456,12 @@ def profile_hosts(
     *,
     ssh_config: str | Path | None = None,
     connect_timeout: float = 15.0,
+    time_limit_s: float = TIME_LIMIT_S,
 ) -> list[RemoteResult]:
-    """Profile ``artifact`` on every host in parallel; one result per host, in the given order."""
+    """Profile ``artifact`` on every host in parallel; one result per host, in the given order.
+
+    A host's profiler runs under ``timeout`` (killed after ``time_limit_s``), and the whole host,
+    copies included, is given up ``time_limit_s`` + 60 s after it connected."""
     artifact = Path(artifact)
     if not artifact.exists():
         raise EdgepruneError(f"artifact not found: {artifact}")
@@ -362,8 +469,8 @@ def profile_hosts(
     async def all_hosts() -> list[RemoteResult]:
         return list(
             await asyncio.gather(
-                *(_profile_one(h, artifact, target, ssh_config=ssh_config, connect_timeout=connect_timeout)
-                  for h in hosts)
+                *(_profile_one(h, artifact, target, ssh_config=ssh_config, connect_timeout=connect_timeout,
+                               time_limit_s=time_limit_s) for h in hosts)
             )
         )  # fmt: skip
 

@@ -492,9 +492,9 @@ class BudgetSearcher:
             indent=2,
             default=lambda o: None if isinstance(o, float) and math.isnan(o) else o,
         )
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(self.state_path)  # a crash mid-write leaves the previous state intact
+        from edgeprune.files import write_text_atomic
+
+        write_text_atomic(self.state_path, text)  # a kill mid-write leaves the previous state intact
 
 
 def _better(best: _Measured | None, new: _Measured) -> _Measured:

@@ -124,12 +124,9 @@ class Analysis:
 
     def save(self, path: str | Path) -> Path:
         """Write ``analysis.json`` (atomically: a kill leaves the old file or none)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
-        return path
+        from edgeprune.files import write_text_atomic
+
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Analysis:

@@ -98,3 +98,16 @@ def write_report(report: dict[str, Any], path: str | Path, html: bool = False) -
             print(f"warning: {path.parent / 'report.html'} not written ({type(e).__name__}: {e}); "
                   f"`edgeprune report {path.parent}` draws it again", file=sys.stderr)  # fmt: skip
     return path
+
+
+SCHEMA = Path(__file__).with_name("report.schema.json")
+
+
+def report_schema() -> dict[str, Any]:
+    """The JSON Schema of the keys every report has (``report.schema.json``), for a CI job to check."""
+    return json.loads(SCHEMA.read_text())
+
+
+def is_report(data: Any) -> bool:
+    """A JSON document edgeprune wrote as a report (not analysis.json, not a search state)."""
+    return isinstance(data, dict) and "edgeprune_version" in data and "result" in data

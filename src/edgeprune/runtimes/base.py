@@ -7,6 +7,9 @@ environment record (``environment``). Backend quirks stay inside the adapter's o
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -153,9 +156,22 @@ class Runtime(ABC):
                 )
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        return self._export(
-            ExportRequest(module, example, out_dir, target, stem, quantization, metadata or {}, compare)
-        )
+        # Written into a staging folder, then moved into place whole: a run killed mid-export leaves
+        # the previous artifact (and a hidden staging folder), never a half-written one.
+        for stale in out_dir.glob(
+            f".{stem}.staging-*"
+        ):  # of a killed run; the output folder is ours (locked)
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{stem}.staging-", dir=out_dir))
+        try:
+            result = self._export(
+                ExportRequest(module, example, staging, target, stem, quantization, metadata or {}, compare)
+            )
+            for entry in sorted(staging.iterdir()):
+                _publish(entry, out_dir / entry.name)
+            return _relocated(result, staging, out_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     @abstractmethod
     def _export(self, req: ExportRequest) -> ExportResult: ...
@@ -211,6 +227,42 @@ class Runtime(ABC):
         """What the export stored in or beside ``artifact`` (Ultralytics' keys: task, names,
         imgsz, end2end, ...); empty when there is none."""
         return {}
+
+
+def _publish(entry: Path, final: Path) -> None:
+    from edgeprune.files import replace_folder
+
+    if entry.is_dir():
+        for f in entry.rglob("*"):
+            if f.is_file():
+                with open(f, "rb+") as handle:
+                    os.fsync(handle.fileno())
+        replace_folder(entry, final)
+    else:
+        with open(entry, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(entry, final)
+
+
+def _relocated(result: ExportResult, staging: Path, out_dir: Path) -> ExportResult:
+    """``result`` with the staging folder's paths replaced by the output folder's."""
+    old, new = str(staging), str(out_dir)
+
+    def move(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith(old):
+            return new + value[len(old) :]
+        if isinstance(value, Path) and str(value).startswith(old):
+            return Path(new + str(value)[len(old) :])
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [move(v) for v in value]
+        return value
+
+    result.artifact = move(result.artifact)
+    result.details = move(result.details)
+    result.parity = move(result.parity)
+    return result
 
 
 def parity_input(example: torch.Tensor, quantization: Quantization | None) -> torch.Tensor:
