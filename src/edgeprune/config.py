@@ -191,16 +191,20 @@ def show_value(value: Any) -> str:
 
 def _parse_yaml(text: str, shown: str) -> tuple[Any, _Lines, list[str]]:
     """Parse YAML, returning (data, line of each key path, duplicate-key problems)."""
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters already here
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         raise ConfigError(f"{shown}: {_yaml_error(exc)}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{shown}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{shown}: invalid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{shown}: invalid YAML: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     lines: _Lines = {}
     problems: list[str] = []
     if node is not None:

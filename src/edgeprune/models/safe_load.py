@@ -54,6 +54,7 @@ import importlib
 import inspect
 import os
 import pickle
+import struct
 import sys
 import threading
 import types
@@ -671,11 +672,18 @@ def _check_loaded(obj: Any) -> None:
 # --- public API -----------------------------------------------------------------------------------
 
 
+# What Python's zipfile raises on a damaged archive (torch then reports the file as unreadable)
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, struct.error)
+
+
 def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as z:
+            return any(n.split("/", 1)[-1] == "constants.pkl" for n in z.namelist())
+    except _ZIP_ERRORS:
         return False
-    with zipfile.ZipFile(path) as z:
-        return any(n.split("/", 1)[-1] == "constants.pkl" for n in z.namelist())
 
 
 _MAX_INFLATION = (
@@ -688,11 +696,10 @@ def _check_archive(path: Path) -> None:
     a scanner with Python's zipfile the last), names that leave the archive's folder, records that
     declare far more bytes than the file holds."""
     try:
-        z = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError):
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except _ZIP_ERRORS:
         return  # torch reports it as unreadable
-    with z:
-        infos = z.infolist()
     names = [i.filename for i in infos]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -760,8 +767,9 @@ def safe_torch_load(path: str | Path, *, trust: bool = False, map_location: Any 
         MemoryError,
         RecursionError,
         OverflowError,
-        zipfile.BadZipFile,
         UnicodeDecodeError,
+        AssertionError,  # torch's own checks of a storage's persistent id
+        *_ZIP_ERRORS,
     ) as e:
         raise EdgepruneError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
 
