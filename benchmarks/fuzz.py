@@ -35,7 +35,7 @@ def run_target(name: str, seconds: int, seeds: Path, work: Path) -> dict:
     r = subprocess.run(
         [sys.executable, str(FUZZ / "fuzz_targets.py"), name, f"-max_total_time={seconds}", "-seed=1",
          f"-artifact_prefix={work}/crash-{name}-", "-print_final_stats=1", str(corpus), str(seeds / name)],
-        capture_output=True, text=True, env={**os.environ, "FUZZ_FINDINGS": str(findings)}, cwd=work,
+        capture_output=True, text=True, errors="replace", env={**os.environ, "FUZZ_FINDINGS": str(findings)}, cwd=work,
     )  # fmt: skip
     log = r.stdout + r.stderr
     done = re.findall(r"Done (\d+) runs in (\d+) second", log)
