@@ -71,14 +71,17 @@ def main() -> None:
         rows.append(row)
         print(f"{name}: {row['executions']} executions in {row['seconds']} s, {len(row['findings'])} findings, "
               f"crash: {row['crash']}", flush=True)  # fmt: skip
-    import atheris  # noqa: F401 (its version, for the record)
     from importlib.metadata import version
+
+    import atheris  # noqa: F401 (its version, for the record)
 
     result = {
         "benchmark": "fuzz",
         "seconds_per_target": args.seconds,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
-        "versions": {p: version(p) for p in ("atheris", "torch", "onnxruntime", "openvino", "ai-edge-litert")},
+        "versions": {
+            p: version(p) for p in ("atheris", "torch", "onnxruntime", "openvino", "ai-edge-litert")
+        },
         "targets": rows,
         "total_executions": sum(r["executions"] or 0 for r in rows),
         "total_findings": sum(len(r["findings"]) + r["crash"] for r in rows),

@@ -2,7 +2,7 @@
 each version number once it is on disk. ``test_kill.py`` and ``benchmarks/kill.py`` SIGKILL it at
 random moments and check what a reader then finds.
 
-    python tests/kill_writer.py json|checkpoint PATH
+    python tests/kill_writer.py json|json-plain|checkpoint PATH
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ def main(kind: str, path: Path) -> None:
 
         payload = "x" * 200_000  # big enough that a write takes a while
         write = lambda i: write_text_atomic(path, json.dumps({"version": i, "payload": payload}))  # noqa: E731
+    elif kind == "json-plain":  # the control: a plain write, which a kill can leave half-written
+        payload = "x" * 200_000
+        write = lambda i: path.write_text(json.dumps({"version": i, "payload": payload}))  # noqa: E731
     elif kind == "checkpoint":
         import torch
 

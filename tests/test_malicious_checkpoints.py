@@ -426,6 +426,9 @@ CASES = {
     "deep-tuples": _deep_tuples,
     "deep-modules": _deep_modules,
     "long-declares-gigabytes": _big_long,
+    "bytearray8-declares-gigabytes": lambda path, m: _zip(  # found by benchmarks/fuzz.py: 6 GB from 5 kB
+        path, b"\x80\x05\x96" + struct.pack("<Q", 6 * 2**30) + b"\x00" * 64 + b"."
+    ),
     "bytearray-of-a-terabyte": _pickled(
         lambda m: _g("builtins", "bytearray") + b"(\x8a\x06" + (2**40).to_bytes(6, "little") + b"tR"
     ),

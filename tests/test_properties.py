@@ -17,12 +17,16 @@ from hypothesis import strategies as st
 
 from edgeprune.errors import EdgepruneError
 
-SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 # YAML-shaped values: what a user can write in a file, nested
 scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=20)
 values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5), max_leaves=25
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=25,
 )
 TARGET_KEYS = ["name", "description", "device", "runtime", "precision", "imgsz", "batch", "threads", "round_to",
                "budget", "calibration", "profiling"]  # fmt: skip
@@ -114,7 +118,11 @@ def test_the_letterbox_fits_any_image_into_the_square_keeping_its_aspect(h, w, i
     out, box = letterbox(image, imgsz, scaleup=scaleup)
     assert out.shape == (imgsz, imgsz, 3) and out.dtype == np.uint8
     new_w, new_h = max(round(w * box.ratio), 1), max(round(h * box.ratio), 1)
-    assert new_w <= imgsz and new_h <= imgsz and (new_w == imgsz or new_h == imgsz or not scaleup or box.ratio <= 1)
+    assert (
+        new_w <= imgsz
+        and new_h <= imgsz
+        and (new_w == imgsz or new_h == imgsz or not scaleup or box.ratio <= 1)
+    )
     assert abs(new_w / new_h - w / h) <= max(1 / new_h, 1 / new_w) * (w / h) + 1e-9 or min(new_w, new_h) == 1
     left, top = box.pad
     assert (out[top : top + new_h, left : left + new_w] == fill).all()  # the image, where the pad says
@@ -176,8 +184,7 @@ def test_the_report_writer_always_writes_strict_json(extra):
 
 @pytest.mark.parametrize("cores", [1, 2])
 def test_threads_over_the_cpus_warn(cores, monkeypatch):
-    from edgeprune.profiling import LatencyStats
-    from edgeprune.profiling import trust
+    from edgeprune.profiling import LatencyStats, trust
 
     monkeypatch.setattr(trust, "usable_cpus", lambda: list(range(cores)))
     calm = LatencyStats.from_samples([1.0, 1.01, 0.99, 1.0])

@@ -24,7 +24,9 @@ def main(out: Path) -> None:
     with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as z:
         pkl = next(n for n in z.namelist() if n.endswith("data.pkl"))
         (out / "pickle" / "seed-module").write_bytes(z.read(pkl))
-    (out / "pickle" / "seed-dict").write_bytes(pickle.dumps({"a": [1, 2.0, "x"], "b": (None, True)}, protocol=2))
+    (out / "pickle" / "seed-dict").write_bytes(
+        pickle.dumps({"a": [1, 2.0, "x"], "b": (None, True)}, protocol=2)
+    )
     onnx_path = out / "onnx" / "seed-conv"
     torch.onnx.export(model.eval(), torch.rand(1, 3, 8, 8), str(onnx_path), dynamo=False)
     repo = Path(__file__).resolve().parents[2]
