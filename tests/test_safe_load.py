@@ -335,3 +335,21 @@ def test_cli_refuses_malicious_checkpoint(tmp_path):
     r = run_cli(*base, "--trust-checkpoint", cwd=tmp_path)
     assert "refusing to load" not in r.stderr
     assert marker.exists()
+
+
+def test_a_deflated_bomb_is_refused_before_the_adapters_read_it(tmp_path):
+    """``load_model`` asks each adapter whether it takes a .pt; none may inflate the archive to see."""
+    from edgeprune.models import load_model
+
+    path = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", b"\x80\x02N" + b"\x00" * (128 * 2**20) + b".")
+        z.writestr("archive/version", "3\n")
+    with pytest.raises(UnsafeCheckpointError, match="zip bomb"):
+        load_model(path)
+    broken = tmp_path / "broken.pt"
+    raw = bytearray(path.read_bytes())
+    raw[200:260] = bytes(60)  # damage the deflate stream
+    broken.write_bytes(bytes(raw))
+    with pytest.raises(EdgepruneError):
+        load_model(broken)

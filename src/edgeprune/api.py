@@ -313,7 +313,7 @@ def prune_to_budget(
             else None,
         )  # fmt: skip
         result = searcher.search(resume=resume)
-        report = _budget_report(result, t, model, baseline_metrics)
+        report = _budget_report(result, t, model, baseline_metrics, local=meter is None and host is None)
         for warning in report.get("warnings", []):
             say(f"warning: {warning}")
         if teacher is not None and data is not None:
@@ -388,13 +388,14 @@ def _finetuner(
 
 
 def _budget_report(
-    result: SearchResult, t: Target, model: Any, baseline_metrics: dict[str, float]
+    result: SearchResult, t: Target, model: Any, baseline_metrics: dict[str, float], local: bool = True
 ) -> dict[str, Any]:
     """prune.json of a budget search."""
     from edgeprune.profiling.trust import timing_warnings
 
     b = result.baseline
-    warnings = timing_warnings(result.stats, t.threads)
+    # threads are compared with this machine's CPUs only when this machine did the timing
+    warnings = timing_warnings(result.stats, t.threads if local else None)
     return build_report(
         target=t.with_overrides(budget={"latency_ms": result.verdict.budget_ms}),
         baseline=model_block(
@@ -584,13 +585,13 @@ def profile(
     artifact = Path(artifact)
     if not artifact.exists():
         raise EdgepruneError(f"artifact not found: {artifact}")
-    if json_path is not None:
-        check_report_path(json_path, "--json")
     runtime = get_runtime(t.runtime)
     if artifact.suffix != runtime.suffix:
         raise EdgepruneError(
             f"target {t.name!r} runs {t.runtime}, which needs a {runtime.suffix} artifact; got {artifact.name}"
         )
+    if json_path is not None:
+        check_report_path(json_path, "--json")
     if end_to_end is None:
         end_to_end = t.budget.scope == "end_to_end"
     if end_to_end and t.batch != 1:
@@ -692,7 +693,7 @@ def profile_remote(
         result["host"] = slowest.host
     report = build_report(target=t, result=result, hosts=rows, errors=[r.error for r in results if r.error])
     report["passed"] = passed
-    if timed:
+    if timed and all(r.ok for r in results):  # with a host failed there is no verdict on every host
         report["verdict"] = slowest.report.get("verdict")
     report["warnings"] = [f"{r.host}: {w}" for r in results for w in r.warnings]
     if json_path is not None:

@@ -615,10 +615,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from edgeprune.files import NO_LOCK_ENV
-    from edgeprune.progress import enable_bars
 
+    locking = os.environ.get(NO_LOCK_ENV)
     if args.no_lock:
         os.environ[NO_LOCK_ENV] = "1"
+    try:
+        return _run(args)
+    finally:  # a later call in this process (a notebook, the tests) locks again
+        if locking is None:
+            os.environ.pop(NO_LOCK_ENV, None)
+        else:
+            os.environ[NO_LOCK_ENV] = locking
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, with an ``EdgepruneError`` printed as one line (a traceback only with ``-v``)."""
+    from edgeprune.progress import enable_bars
 
     enable_bars(sys.stdout.isatty() and sys.stderr.isatty())  # a pipe or a CI log gets the lines alone
     try:

@@ -4,6 +4,7 @@ the new one, never half of one."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import sys
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from edgeprune.errors import EdgepruneError
 
@@ -90,15 +92,17 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 def replace_folder(new: Path, final: Path) -> None:
     """Move the finished folder ``new`` to ``final``, replacing an older one: two renames, so a
     reader sees the old folder, then briefly none, then the new one, never a mix of the two."""
+    import shutil
+
+    for stale in final.parent.glob(f".{final.name}.old-*"):  # of a run killed between the renames
+        shutil.rmtree(stale, ignore_errors=True)
     old = None
     if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        os.replace(final, old / final.name)
     os.replace(new, final)
     _fsync_dir(final.parent)
     if old is not None:
-        import shutil
-
         shutil.rmtree(old, ignore_errors=True)
 
 
@@ -132,23 +136,7 @@ class OutputLock:
                 _HELD[key][1] += 1
                 self.key = key
                 return self
-            path = key / LOCK_NAME
-            try:
-                f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
-            except OSError as e:
-                raise EdgepruneError(
-                    f"cannot write in the output folder {self.folder}: {e.strerror}"
-                ) from None
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                f.seek(0)
-                holder = f.read().strip() or "another process"
-                f.close()
-                raise EdgepruneError(
-                    f"{self.folder} is in use by a live edgeprune run ({holder}); wait for it to finish, "
-                    f"choose another --out, or pass --no-lock if you know the two runs write different files"
-                ) from None
+            f = self._lock_file(key / LOCK_NAME)
             f.seek(0)
             f.truncate()
             f.write(f"pid {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv[:3])}, since "
@@ -157,6 +145,40 @@ class OutputLock:
             _HELD[key] = [f, 1]
             self.key = key
         return self
+
+    def _lock_file(self, path: Path) -> Any:
+        """The lock file, open and flocked. A holder removes it on release; a file locked just as it
+        was removed is not the folder's lock any more, so the inode is checked and the lock taken again."""
+        for _ in range(20):
+            try:
+                f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
+            except OSError as e:
+                raise EdgepruneError(
+                    f"cannot write in the output folder {self.folder}: {e.strerror}"
+                ) from None
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                f.close()
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise EdgepruneError(
+                        f"cannot lock the output folder {self.folder} ({e.strerror}: a filesystem without locks?); "
+                        "pass --no-lock to write without one"
+                    ) from None
+                raise EdgepruneError(
+                    f"{self.folder} is in use by a live edgeprune run ({holder}); wait for it to finish, "
+                    f"choose another --out, or pass --no-lock if you know the two runs write different files"
+                ) from None
+            try:
+                same = os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+            except OSError:
+                same = False
+            if same:
+                return f
+            f.close()  # removed by its last holder while this run took it: take the new one
+        raise EdgepruneError(f"cannot lock the output folder {self.folder}: its lock file keeps changing")
 
     def release(self) -> None:
         if self.key is None:
@@ -225,9 +247,10 @@ def output_folder(folder: str | Path, flag: str = "--out") -> Iterator[Path]:
 
 
 def _remove_if_empty(folder: Path) -> None:
-    for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        if sub.is_dir() and not any(sub.iterdir()):
-            sub.rmdir()
+    with contextlib.suppress(OSError):  # never hide the error that ended the run
+        for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if sub.is_dir() and not any(sub.iterdir()):
+                sub.rmdir()
     with contextlib.suppress(OSError):
         folder.rmdir()  # only if empty
 

@@ -31,6 +31,10 @@ def _split_entries(data_yaml: Path, split: str, flag: str) -> list[Path]:
     if not root.is_absolute():
         root = (data_yaml.parent / root).resolve()
     entries = info[split] if isinstance(info[split], list) else [info[split]]
+    if not all(isinstance(e, str) for e in entries) or not isinstance(info.get("path") or "", str):
+        raise EdgepruneError(
+            f"{flag} {data_yaml}: '{split}' must name folders or list files, got {info[split]!r}"
+        )
     return [p if p.is_absolute() else root / p for p in map(Path, entries)]
 
 
@@ -55,7 +59,7 @@ def source_images(source: str | Path, split: str = "train", flag: str = "--calib
             images += _images_in(entry)
         elif entry.suffix == ".txt" and entry.is_file():
             base = entry.parent
-            lines = [ln.strip() for ln in entry.read_text().splitlines() if ln.strip()]
+            lines = [ln.strip() for ln in entry.read_text(errors="replace").splitlines() if ln.strip()]
             images += [Path(ln) if Path(ln).is_absolute() else (base / ln).resolve() for ln in lines]
         else:
             raise EdgepruneError(

@@ -40,6 +40,8 @@ def read_yaml_mapping(path: str | Path, flag: str, what: str) -> dict[str, Any]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{flag} {path}: invalid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{flag} {path}: invalid YAML: nested too deeply") from None
     if not isinstance(data, dict):
         found = type(data).__name__ if data is not None else "an empty file"
         raise ConfigError(f"{flag} {path}: expected {what} (a mapping), got {found}")
@@ -61,6 +63,15 @@ def _checked(name: str, mtime: float) -> dict[str, Any]:
             raise ConfigError(
                 f"{flag} {path}: no '{key}' split; a data.yaml names its {key} images (a folder or list)"
             )
+        split = info[key]
+        if not (
+            isinstance(split, str) or (isinstance(split, list) and all(isinstance(s, str) for s in split))
+        ):
+            raise ConfigError(
+                f"{flag} {path}: '{key}' must be a folder or list file, or a list of them; got {split!r}"
+            )
+    if info.get("path") is not None and not isinstance(info["path"], str):
+        raise ConfigError(f"{flag} {path}: 'path' must be the dataset's folder, got {info['path']!r}")
     names, nc = info.get("names"), info.get("nc")
     if names is None and nc is None:
         raise ConfigError(f"{flag} {path}: 'names' is missing; list the class names (or give 'nc')")
@@ -79,7 +90,7 @@ def _checked(name: str, mtime: float) -> dict[str, Any]:
 
     try:
         resolved = check_det_dataset(str(path), autodownload=False)
-    except (FileNotFoundError, SyntaxError, ValueError, KeyError, OSError) as e:
+    except (FileNotFoundError, SyntaxError, ValueError, KeyError, OSError, TypeError) as e:
         message = _ANSI.sub("", str(e)).splitlines()[0]
         message = re.sub(r"^Dataset '[^']*' ", "", message)
         raise ConfigError(f"{flag} {path}: {message}") from None

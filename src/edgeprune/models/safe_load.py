@@ -48,6 +48,7 @@ objects that pickle protocols 0/1 write through ``copyreg._reconstructor``.
 from __future__ import annotations
 
 import _compat_pickle
+import collections
 import dataclasses
 import enum
 import importlib
@@ -452,17 +453,11 @@ _INERT = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
 # --- the unpickler --------------------------------------------------------------------------------
 
 
-_MAX_ITEMS = 2**26  # no constructor call of a checkpoint builds more items than this from a count
-
-
 def _check_size(func: Any, args: tuple) -> None:
     """Memory bombs through allowed constructors: ``bytearray(2**40)``, ``list(range(10**12))``. A
     pickler passes them their contents, never a count; a range or an int asking for more is refused."""
     for arg in args:
-        big = (isinstance(arg, range) and len(arg) > _MAX_ITEMS) or (
-            func in (bytes, bytearray) and isinstance(arg, int) and arg > _MAX_ITEMS
-        )
-        if big:
+        if isinstance(arg, range) or (func in (bytes, bytearray) and isinstance(arg, int)):
             raise _Refused(
                 f"{_name_of(func)}({arg!r})",
                 "a constructor call that would allocate more than a checkpoint holds",
@@ -650,7 +645,9 @@ def _check_module(m: nn.Module) -> None:
                 raise _Refused(f"{owner}.{group}[{key!r}]", f"holds a {type(value).__name__}")
 
 
-_MAX_DEPTH = 400  # containers within containers; YOLO checkpoints nest about 30 deep
+_MAX_DEPTH = (
+    100  # containers within containers; YOLO checkpoints nest about 30 deep, deepcopy overflows near 250
+)
 
 
 def _check_loaded(obj: Any) -> None:
@@ -668,9 +665,11 @@ def _check_loaded(obj: Any) -> None:
             )
         seen.add(id(x))
         if isinstance(x, dict):
-            todo.extend((v, depth + 1) for v in x.values())
-        elif isinstance(x, (list, tuple, set, frozenset)):
+            todo.extend((v, depth + 1) for item in x.items() for v in item)
+        elif isinstance(x, (list, tuple, set, frozenset, collections.deque)):
             todo.extend((v, depth + 1) for v in x)
+        elif isinstance(x, slice):
+            todo.extend((v, depth + 1) for v in (x.start, x.stop, x.step))
         else:
             if isinstance(x, nn.Module):
                 _check_module(x)
@@ -711,7 +710,7 @@ def _check_archive(path: Path) -> None:
     except _ZIP_ERRORS:
         return  # torch reports it as unreadable
     names = [i.filename for i in infos]
-    twice = sorted({n for n in names if names.count(n) > 1})
+    twice = sorted(n for n, k in collections.Counter(names).items() if k > 1)
     if twice:
         raise _Refused(
             f"zip entry {twice[0]!r}",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pickletools
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +37,14 @@ def pickled_modules(path: str | Path) -> set[str]:
     modules: set[str] = set()
     try:
         with zipfile.ZipFile(path) as archive:
-            name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
-            if name is None:
-                return modules
-            for opcode, arg, _ in pickletools.genops(archive.read(name)):
+            info = next((i for i in archive.infolist() if i.filename.endswith("data.pkl")), None)
+            if info is None or info.compress_type != zipfile.ZIP_STORED or info.file_size > 2**28:
+                return modules  # torch.save stores it uncompressed: anything else is the loader's to refuse
+            for opcode, arg, _ in pickletools.genops(archive.read(info)):
                 if opcode.name == "GLOBAL" and isinstance(arg, str):
                     modules.add(arg.split(" ")[0].split(".")[0])
-    except (OSError, zipfile.BadZipFile, ValueError):
-        pass
+    except (OSError, zipfile.BadZipFile, ValueError, NotImplementedError, EOFError, zlib.error, RuntimeError):
+        pass  # a damaged file: safe_torch_load says so
     return modules
 
 

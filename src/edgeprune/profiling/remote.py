@@ -17,6 +17,7 @@ import asyncio
 import json
 import re
 import shlex
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,8 @@ def load_hosts_file(path: str | Path) -> list[HostSpec]:
     if any(ln.startswith(("-", "{", "[")) for ln in lines):  # YAML: - {host: jetson1, python: ...}
         try:
             data = yaml.safe_load(text)
+        except RecursionError:
+            raise EdgepruneError(f"{flag} {path}: invalid YAML: nested too deeply") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark else ""
@@ -232,21 +235,31 @@ async def _profile_one(
 
     asyncssh = require("asyncssh", "ssh", "profiling over SSH")
     result = RemoteResult(host=spec.label, ok=False)
-    options: dict[str, Any] = {"connect_timeout": connect_timeout}
+    # keepalives: a host that stops answering mid-run is noticed within a minute
+    options: dict[str, Any] = {
+        "connect_timeout": connect_timeout,
+        "keepalive_interval": 15,
+        "keepalive_count_max": 4,
+    }
     if spec.port:
         options["port"] = spec.port
     if spec.user:
         options["username"] = spec.user
     if ssh_config is not None:
         options["config"] = [str(ssh_config)]
+    limit = time_limit_s or TIME_LIMIT_S
     try:
         async with asyncssh.connect(spec.host, **options) as conn:
-            limit = time_limit_s or TIME_LIMIT_S
-            await asyncio.wait_for(_run_remote(conn, spec, artifact, target, result, limit), limit + 60)
+            try:
+                await asyncio.wait_for(_run_remote(conn, spec, artifact, target, result, limit), limit + 60)
+            except (TimeoutError, asyncio.TimeoutError):
+                result.error = (
+                    f"{spec.label}: gave up after {limit:.0f} s (copies and profile); is the host or its "
+                    "network stalled? (profile --timeout sets the limit)"
+                )
     except (TimeoutError, asyncio.TimeoutError):
         result.error = (
-            f"{spec.label}: gave up after {time_limit_s or TIME_LIMIT_S:.0f} s (copies and profile); "
-            "is the host or its network stalled? (profile --timeout sets the limit)"
+            f"{spec.label}: no answer within {connect_timeout:.0f} s (host down, or a firewall drops packets)"
         )
     except asyncssh.HostKeyNotVerifiable as e:
         result.error = (
@@ -313,11 +326,14 @@ async def _run_remote(
             result.method = "edgeprune"
             has_timeout = (await run("command -v timeout", check=False)).exit_status == 0
             limit = ["timeout", "-k", "5", str(max(1, round(time_limit_s)))] if has_timeout else []
+            started = time.monotonic()
             r = await run(
                 [*limit, spec.python, "-m", "edgeprune.cli", "profile", remote_artifact, "--target", remote_target,
                  "--json", remote_json], check=False,
             )  # fmt: skip
-            if limit and (r.exit_status in (124, 137) or r.exit_signal):  # timeout stopped the profiler
+            # 124: timeout stopped it; a kill or signal counts only once the limit has passed (else a crash)
+            over = r.exit_status == 124 or (r.exit_status != 0 and time.monotonic() - started >= time_limit_s)
+            if limit and over:
                 raise EdgepruneError(
                     f"the remote profile exceeded its time limit of {time_limit_s:.0f} s and was stopped "
                     "(profile --timeout sets the limit)"
@@ -341,10 +357,10 @@ async def _run_remote(
     finally:
         import asyncssh
 
-        try:
-            await run(["rm", "-rf", "--", tmp], check=False)
+        try:  # bounded: on a stalled link the cleanup itself would wait forever
+            await asyncio.wait_for(run(["rm", "-rf", "--", tmp], check=False), 15)
             result.remote_tmp = None
-        except (OSError, asyncssh.Error):  # the connection is gone: _remove_later connects again
+        except (OSError, asyncssh.Error, TimeoutError, asyncio.TimeoutError):  # _remove_later connects again
             pass
 
 

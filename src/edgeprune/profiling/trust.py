@@ -35,16 +35,19 @@ def _busy_seconds(cpus: list[int]) -> float | None:
     try:
         with open("/proc/stat", encoding="ascii") as f:
             lines = f.read().splitlines()
-    except OSError:
+    except (OSError, ValueError):
         return None
     wanted = {f"cpu{i}" for i in cpus}
     ticks = 0
     found = 0
     for line in lines:
-        name, *fields = line.split()
+        name, *fields = line.split() or [""]
         if name in wanted:
-            values = [int(v) for v in fields[:8]]
-            ticks += sum(values) - values[3] - values[4]  # idle, iowait
+            try:
+                values = [int(v) for v in fields[:8]]
+                ticks += sum(values) - values[3] - values[4]  # idle, iowait
+            except (ValueError, IndexError):  # an unusual /proc (gVisor, LXCFS): not measured
+                return None
             found += 1
     if found != len(wanted):
         return None
@@ -74,9 +77,11 @@ def watch_cpu() -> Iterator[CpuWatch]:
     yield watch
     busy1, own1 = _busy_seconds(cpus), _own_seconds()
     watch.wall_s = time.perf_counter() - wall0
-    if busy0 is not None and busy1 is not None and watch.wall_s > 0.2:
-        # own time counts threads on any CPU; with an affinity mask they run on these
-        watch.others_cores = max(0.0, (busy1 - busy0) - (own1 - own0)) / watch.wall_s
+    if busy0 is not None and busy1 is not None and watch.wall_s >= 1.0:
+        # own time counts threads on any CPU; with an affinity mask they run on these. Both counters
+        # tick at SC_CLK_TCK: each CPU may be a tick off at either end, which is not others' work
+        slack = 2 * len(cpus) / os.sysconf("SC_CLK_TCK")
+        watch.others_cores = max(0.0, (busy1 - busy0) - (own1 - own0) - slack) / watch.wall_s
 
 
 def timing_warnings(stats: Any, threads: int | None, watch: CpuWatch | None = None) -> list[str]:
