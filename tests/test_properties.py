@@ -140,7 +140,8 @@ def test_timing_statistics_are_ordered_and_the_verdict_follows_them(samples):
     s = LatencyStats.from_samples(samples)
     assert s.n == len(samples)
     assert s.min <= s.p50 <= s.p90 <= s.p99 <= s.max
-    assert s.min <= s.mean <= s.max * (1 + 1e-12) and s.std >= 0 and s.cv >= 0 and s.outliers >= 0
+    assert s.min * (1 - 1e-12) <= s.mean <= s.max * (1 + 1e-12)  # a mean of equal values is an ulp off
+    assert s.std >= 0 and s.cv >= 0 and s.outliers >= 0
     budget = float(np.median(samples))
     v = judge(s, budget, "p90")
     assert v.passed == (s.p90 <= budget)
