@@ -251,10 +251,12 @@ def test_budget_search_measures_on_the_host(sshd, onnx_model, tmp_path):
     local = run_cli(
         "profile", str(onnx_model), "--target", str(_target(tmp_path)), "--json", str(tmp_path / "l.json")
     )
-    baseline_ms = json.loads((tmp_path / "l.json").read_text())["result"]["latency_ms"]["p50"]
+    assert json.loads((tmp_path / "l.json").read_text())["result"]["latency_ms"]["p50"] > 0
     out = tmp_path / "out"
+    # a speed-up, not a budget from the local timing: the host times the baseline beside every candidate,
+    # so a busy moment here cannot make the unpruned model meet the budget there (no step, no probe)
     r = run_cli(
-        "prune", "yolov8n.yaml", "-t", str(_target(tmp_path)), "--budget-ms", f"{0.7 * baseline_ms:.4f}",
+        "prune", "yolov8n.yaml", "-t", str(_target(tmp_path)), "--speedup", "1.5",
         "--steps", "1", "--host", "box", "--host-python", sys.executable, "--ssh-config", str(sshd["config"]),
         "--out", str(out), timeout=900,
     )  # fmt: skip
