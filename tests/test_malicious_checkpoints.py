@@ -26,6 +26,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from pickle_gadgets import Call
+from pickle_gadgets import evil_cfg as _evil_cfg
+from pickle_gadgets import inline as _inline
+from pickle_gadgets import op_global as _g
+from pickle_gadgets import op_text as _s
+from pickle_gadgets import torch_zip as _zip
 from torch import nn
 
 from edgeprune.errors import EdgepruneError, UnsafeCheckpointError
@@ -34,19 +40,6 @@ from edgeprune.models.safe_load import safe_torch_load
 ultralytics = pytest.importorskip("ultralytics")
 from ultralytics.nn.tasks import DetectionModel  # noqa: E402
 from ultralytics.utils import checks, downloads  # noqa: E402
-
-
-class Call:
-    """Pickles as "call fn(*args)"."""
-
-    def __init__(self, fn, *args):
-        self.fn, self.args = fn, args
-
-    def __call__(self, *args):
-        raise AssertionError("never called while pickling")
-
-    def __reduce__(self):
-        return self.fn, self.args
 
 
 class Storage:
@@ -61,48 +54,14 @@ class _Pickler(pickle.Pickler):
         return obj.pid if isinstance(obj, Storage) else None
 
 
-def _zip(path: Path, pickled: bytes, records: dict[str, bytes] | None = None, *, extra=()) -> None:
-    """A torch.save-style archive: data.pkl, the storage records, version and byteorder."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("archive/data.pkl", pickled)
-        for key, data in (records or {}).items():
-            z.writestr(f"archive/data/{key}", data)
-        z.writestr("archive/byteorder", "little")
-        z.writestr("archive/version", "3\n")
-        for name, data in extra:
-            z.writestr(name, data)
-
-
 def _dumps(obj) -> bytes:
     f = io.BytesIO()
     _Pickler(f, protocol=2).dump(obj)
     return f.getvalue()
 
 
-def _g(module: str, name: str) -> bytes:
-    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
-
-
-def _s(text: str) -> bytes:
-    data = text.encode()
-    return b"X" + struct.pack("<I", len(data)) + data
-
-
-def _inline(obj) -> bytes:
-    return pickle.dumps(obj, protocol=2)[2:-1]
-
-
 def _raw(body: bytes) -> bytes:
     return b"\x80\x02" + body + b"."
-
-
-def _evil_cfg(marker: Path) -> dict:
-    return {
-        "activation": f"__import__('os').system('touch {marker}') or __import__('torch').nn.SiLU()",
-        "nc": 1,
-        "backbone": [[-1, 1, "Conv", [8, 3, 2]]],
-        "head": [[-1, 1, "Conv", [8, 3, 2]]],
-    }
 
 
 IDENTITY = _g("torch.nn.modules.linear", "Identity") + b")\x81"  # an empty nn.Identity via NEWOBJ

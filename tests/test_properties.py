@@ -46,61 +46,56 @@ def _in_file(data: bytes, name: str) -> Path:
     return path
 
 
-@SETTINGS
-@given(documents)
-def test_a_target_file_is_a_target_or_a_config_error(data):
+def _target(path: Path) -> None:
     from edgeprune.targets import validate_target_file
 
-    try:
-        validate_target_file(_in_file(data, "t.yaml"))
-    except EdgepruneError as e:
-        assert "t.yaml" in str(e)
+    validate_target_file(path)
 
 
-@SETTINGS
-@given(documents)
-def test_a_recipe_file_is_a_recipe_or_a_config_error(data):
+def _recipe(path: Path) -> None:
     from edgeprune.recipe import load_recipe
 
-    try:
-        load_recipe(_in_file(data, "r.yaml"))
-    except EdgepruneError as e:
-        assert "r.yaml" in str(e)
+    load_recipe(path)
 
 
-@SETTINGS
-@given(documents)
-def test_a_calibration_recipe_is_a_recipe_or_a_config_error(data):
+def _calibration(path: Path) -> None:
     from edgeprune.calibration.recipes import load_recipe
 
-    try:
-        load_recipe(_in_file(data, "c.yaml"))
-    except EdgepruneError as e:
-        assert "c.yaml" in str(e)
+    load_recipe(path)
 
 
-@SETTINGS
-@given(documents)
-def test_a_hosts_file_is_hosts_or_an_error(data):
+def _hosts(path: Path) -> None:
     from edgeprune.profiling.remote import load_hosts_file
 
-    try:
-        hosts = load_hosts_file(_in_file(data, "h.yaml"))
-    except EdgepruneError as e:
-        assert "h.yaml" in str(e) or "not a host" in str(e)
-    else:
-        assert hosts and all(h.host for h in hosts)
+    hosts = load_hosts_file(path)
+    assert hosts and all(h.host for h in hosts)
 
 
-@SETTINGS
-@given(documents)
-def test_a_data_yaml_is_read_or_refused(data):
+def _data(path: Path) -> None:
     from edgeprune.data.check import read_yaml_mapping
 
+    assert isinstance(read_yaml_mapping(path, "--data", "a data.yaml"), dict)
+
+
+# each loader: what it reads a file into (and checks), the file's name, what a refusal must say
+LOADERS = {
+    "target": (_target, "t.yaml", lambda m: "t.yaml" in m),
+    "recipe": (_recipe, "r.yaml", lambda m: "r.yaml" in m),
+    "calibration-recipe": (_calibration, "c.yaml", lambda m: "c.yaml" in m),
+    "hosts": (_hosts, "h.yaml", lambda m: "h.yaml" in m or "not a host" in m),
+    "data-yaml": (_data, "d.yaml", lambda m: "--data" in m and "d.yaml" in m),
+}
+
+
+@pytest.mark.parametrize("loader", list(LOADERS))
+@SETTINGS
+@given(data=documents)
+def test_a_yaml_file_is_read_or_refused_with_its_name(loader, data):
+    load, name, names_it = LOADERS[loader]
     try:
-        assert isinstance(read_yaml_mapping(_in_file(data, "d.yaml"), "--data", "a data.yaml"), dict)
+        load(_in_file(data, name))
     except EdgepruneError as e:
-        assert "--data" in str(e) and "d.yaml" in str(e)
+        assert names_it(str(e)), str(e)
 
 
 @SETTINGS

@@ -7,13 +7,17 @@ import collections
 import fractions
 import os
 import pathlib
-import pickle
-import struct
 import subprocess
 import zipfile
 
 import pytest
 import torch
+from pickle_gadgets import Call
+from pickle_gadgets import evil_cfg as _evil_cfg
+from pickle_gadgets import inline as _inline
+from pickle_gadgets import op_global as _g
+from pickle_gadgets import op_text as _s
+from pickle_gadgets import torch_zip as _write_raw
 from torch import nn
 
 from edgeprune.errors import EdgepruneError, UnsafeCheckpointError
@@ -24,53 +28,6 @@ from conftest import run_cli
 ultralytics = pytest.importorskip("ultralytics")
 from ultralytics.nn.tasks import BaseModel, DetectionModel  # noqa: E402
 from ultralytics.utils.checks import check_requirements  # noqa: E402
-
-
-class Call:
-    """Pickles as "call fn(*args)"; a Call can itself be the fn of another Call."""
-
-    def __init__(self, fn, *args):
-        self.fn, self.args = fn, args
-
-    def __call__(self, *args):  # the pickler only accepts callables as the function of a reduce
-        raise AssertionError("never called while pickling")
-
-    def __reduce__(self):
-        return self.fn, self.args
-
-
-def _evil_cfg(marker: pathlib.Path) -> dict:
-    """A model config whose ``activation`` Ultralytics passes to eval(): runs a shell command."""
-    return {
-        "activation": f"__import__('os').system('touch {marker}') or __import__('torch').nn.SiLU()",
-        "nc": 1,
-        "backbone": [[-1, 1, "Conv", [8, 3, 2]]],
-        "head": [[-1, 1, "Conv", [8, 3, 2]]],
-    }
-
-
-def _write_raw(path: pathlib.Path, raw: bytes) -> pathlib.Path:
-    """A torch.save-style zip whose data.pkl is exactly ``raw`` (for hand-written opcodes)."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("archive/data.pkl", raw)
-        z.writestr("archive/byteorder", "little")
-        z.writestr("archive/version", "3\n")
-    return path
-
-
-def _g(module: str, name: str) -> bytes:
-    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
-
-
-def _s(text: str) -> bytes:
-    data = text.encode()
-    return b"X" + struct.pack("<I", len(data)) + data
-
-
-def _inline(obj) -> bytes:
-    """The opcodes that push ``obj`` (plain data only), for splicing into a hand-written pickle."""
-    return pickle.dumps(obj, protocol=2)[2:-1]
-
 
 # --- real checkpoints ----------------------------------------------------------------------------
 
