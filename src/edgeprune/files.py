@@ -46,7 +46,8 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_file(path: Path) -> None:
+    """Flush ``path``'s data to the disk, so that a rename after it publishes a complete file."""
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
 
@@ -64,7 +65,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        _fsync_file(tmp)
+        fsync_file(tmp)
         try:
             os.chmod(tmp, _MODE)  # mkstemp makes 0600
         except OSError:  # a filesystem without modes keeps mkstemp's

@@ -18,7 +18,6 @@ import yaml
 
 from edgeprune.errors import ConfigError
 
-IMAGE_SUFFIXES = frozenset(".bmp .dng .jpeg .jpg .mpo .png .tif .tiff .webp .pfm .heic".split())
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -49,9 +48,12 @@ def read_yaml_mapping(path: str | Path, flag: str, what: str) -> dict[str, Any]:
 
 
 def _images_under(entry: Path) -> bool:
+    """Whether Ultralytics' dataset loader would find images in ``entry`` (its own list of formats)."""
+    from ultralytics.data.utils import IMG_FORMATS
+
     if entry.is_file():  # a list of image paths, one per line
         return bool(entry.read_text(errors="replace").strip())
-    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in entry.rglob("*") if p.is_file())
+    return any(p.suffix.lower().lstrip(".") in IMG_FORMATS for p in entry.rglob("*") if p.is_file())
 
 
 @lru_cache(maxsize=32)

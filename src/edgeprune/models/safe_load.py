@@ -682,7 +682,7 @@ def _check_loaded(obj: Any) -> None:
 
 
 # What Python's zipfile raises on a damaged archive (torch then reports the file as unreadable)
-_ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, struct.error)
+ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, struct.error)
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -691,7 +691,7 @@ def _is_torchscript(path: Path) -> bool:
             return False
         with zipfile.ZipFile(path) as z:
             return any(n.split("/", 1)[-1] == "constants.pkl" for n in z.namelist())
-    except _ZIP_ERRORS:
+    except ZIP_ERRORS:
         return False
 
 
@@ -707,7 +707,7 @@ def _check_archive(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
-    except _ZIP_ERRORS:
+    except ZIP_ERRORS:
         return  # torch reports it as unreadable
     names = [i.filename for i in infos]
     twice = sorted(n for n, k in collections.Counter(names).items() if k > 1)
@@ -778,7 +778,7 @@ def safe_torch_load(path: str | Path, *, trust: bool = False, map_location: Any 
         OverflowError,
         UnicodeDecodeError,
         AssertionError,  # torch's own checks of a storage's persistent id
-        *_ZIP_ERRORS,
+        *ZIP_ERRORS,
     ) as e:
         raise EdgepruneError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
 
@@ -843,6 +843,7 @@ def load_ultralytics_checkpoint_with_metadata(
 __all__: list[str] = [
     "RestrictedUnpickler",
     "TRUST_HINT",
+    "ZIP_ERRORS",
     "load_ultralytics_checkpoint",
     "load_ultralytics_checkpoint_with_metadata",
     "restricted_pickle",

@@ -26,7 +26,7 @@ from torch import nn
 from edgeprune import _optional
 from edgeprune.errors import EdgepruneError
 from edgeprune.models.base import ModelAdapter
-from edgeprune.models.safe_load import safe_torch_load
+from edgeprune.models.safe_load import ZIP_ERRORS, safe_torch_load
 from edgeprune.models.torch_module import TorchModuleDetector
 
 PREFIX = "torchvision:"
@@ -43,7 +43,7 @@ def pickled_modules(path: str | Path) -> set[str]:
             for opcode, arg, _ in pickletools.genops(archive.read(info)):
                 if opcode.name == "GLOBAL" and isinstance(arg, str):
                     modules.add(arg.split(" ")[0].split(".")[0])
-    except (OSError, zipfile.BadZipFile, ValueError, NotImplementedError, EOFError, zlib.error, RuntimeError):
+    except (*ZIP_ERRORS, zlib.error, RuntimeError):
         pass  # a damaged file: safe_torch_load says so
     return modules
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from edgeprune import _optional
 from edgeprune.errors import EdgepruneError, OptionError
-from edgeprune.files import atomic_path
+from edgeprune.files import atomic_path, fsync_file
 from edgeprune.models.base import Detector, ModelAdapter
 from edgeprune.models.distill import OutputDistillation
 from edgeprune.models.safe_load import (
@@ -427,8 +427,7 @@ class UltralyticsDetector(Detector):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text("\n".join(lines) + "\n")
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        fsync_file(tmp)
         return tmp
 
     # --- training and validation -------------------------------------------------------

@@ -230,17 +230,15 @@ class Runtime(ABC):
 
 
 def _publish(entry: Path, final: Path) -> None:
-    from edgeprune.files import replace_folder
+    from edgeprune.files import fsync_file, replace_folder
 
     if entry.is_dir():
         for f in entry.rglob("*"):
             if f.is_file():
-                with open(f, "rb+") as handle:
-                    os.fsync(handle.fileno())
+                fsync_file(f)
         replace_folder(entry, final)
     else:
-        with open(entry, "rb+") as handle:
-            os.fsync(handle.fileno())
+        fsync_file(entry)
         os.replace(entry, final)
 
 
