@@ -123,6 +123,12 @@ CASES = [
         "state.json",
     ),  # fmt: skip
     case(
+        "resume-ratio-without-epochs",
+        "prune {ckpt} -t cpu-ort-fp32 --ratio 0.2 --resume --out {out}",
+        "--resume",
+        "nothing to resume",
+    ),  # fmt: skip
+    case(
         "teacher-missing",
         "prune {ckpt} -t cpu-ort-fp32 --speedup 2 --teacher {tmp}/no.pt --data {data} --epochs 1 --out {out}",
         "no.pt",

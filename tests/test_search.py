@@ -167,6 +167,35 @@ def test_search_resumes_after_an_interruption(tmp_path):
         searched(det, SearchConfig(budget_ms=config.budget_ms, steps=5), meter, tmp_path, resume=True)
 
 
+def test_a_search_killed_while_fine_tuning_a_step_resumes_that_fine_tuning_not_the_step(tmp_path):
+    det = load_model("yolov8n.yaml", nc=6)
+    base = 10.0 + det.count(64)["macs"] / 1e6
+    config = SearchConfig(budget_ms=base * 0.5, steps=3, step_epochs=2, final_epochs=3)
+    calls, tuned = [], []
+
+    def finetune(d, epochs, name, resume=False):
+        tuned.append((name, epochs, resume, d.count(64)["params"]))
+        if name == "step2" and not resume:
+            raise KeyboardInterrupt  # killed during step 2's fine-tuning
+
+    with pytest.raises(KeyboardInterrupt):
+        searched(det, config, fake_meter(calls), tmp_path, finetune=finetune, say=lambda _: None)
+    state = json.loads((tmp_path / "search" / "state.json").read_text())
+    assert [s["step"] for s in state["steps"]] == [1] and state["pending"]["record"]["step"] == 2
+    kept_params = tuned[-1][3]
+    calls.clear()
+    tuned.clear()
+    lines = []
+    s = searched(det, config, fake_meter(calls), tmp_path, resume=True, finetune=finetune, say=lines.append)
+    # step 2 was not probed again: its kept model's fine-tuning was resumed, then step 3 followed
+    assert lines[0].startswith("resuming in step 2") and not any(c.startswith("step2") for c in calls)
+    assert tuned[0] == ("step2", 2, True, kept_params)
+    assert [r.step for r in s.steps] == [1, 2, 3] and tuned[1][0] == "step3" and not tuned[1][2]
+    assert not (tmp_path / "search" / "step2-untuned.pt").exists()
+    final = json.loads((tmp_path / "search" / "state.json").read_text())
+    assert final["pending"] is None and [r["step"] for r in final["steps"]] == [1, 2, 3]
+
+
 def test_impossible_budget_exits_3_keeping_the_smallest_model(tmp_path):
     target = tmp_path / "t.yaml"
     target.write_text(

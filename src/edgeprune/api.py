@@ -123,6 +123,7 @@ def prune(
     evaluate: bool = True,
     train_overrides: dict[str, Any] | None = None,
     trust_checkpoint: bool = False,
+    resume: bool = False,
 ) -> PruneOutcome:
     """Prune ``model`` by ``ratio`` with the target's channel alignment, optionally fine-tune.
 
@@ -137,9 +138,16 @@ def prune(
     ``data``, mAP is measured before and after; ``epochs > 0`` fine-tunes on ``data``.
     A checkpoint is unpickled through an allow-list (``UnsafeCheckpointError`` otherwise);
     ``trust_checkpoint=True`` loads it with plain pickle, which runs whatever code it holds.
+    ``resume=True`` continues a killed fine-tuning into the same ``out`` after its last finished
+    epoch (the pruning, a second or so, is done again and must give the same architecture).
     """
     t = resolve_target(target, imgsz=imgsz)
     _check_tuning(data, epochs, batch)
+    if resume and epochs <= 0:
+        raise OptionError(
+            "`resume` continues a fine-tuning (`epochs`) or a budget search; a ratio prune without epochs "
+            "has nothing to resume"
+        )
     if not dry_run:
         check_output_folder(out)
     config = PruneConfig(
@@ -162,7 +170,8 @@ def prune(
         return PruneOutcome(detector, report, baseline_metrics=baseline_metrics)
     with output_folder(out) as out:
         report, checkpoint = prune_and_finetune(
-            detector, t, config, data=data, epochs=epochs, batch=batch, out=out, **(train_overrides or {}),
+            detector, t, config, data=data, epochs=epochs, batch=batch, out=out, resume=resume,
+            **(train_overrides or {}),
         )  # fmt: skip
         outcome = PruneOutcome(detector, report, checkpoint, baseline_metrics=baseline_metrics)
         if measure_acc:
@@ -377,11 +386,11 @@ def _finetuner(
 
     extra = trainer_overrides(mode, teacher)
 
-    def finetune(det: Detector, epochs: int, name: str) -> None:
+    def finetune(det: Detector, epochs: int, name: str, resume: bool = False) -> None:
         say(f"  fine-tuning {epochs} epochs{f' with {mode} distillation' if mode else ''} ...")
         det.train(
             data, epochs=epochs, imgsz=t.imgsz, batch=batch, out_dir=out / "runs", name=name, progress=say,
-            **{**FINETUNE_RECIPE, **extra, **(train_overrides or {})},
+            resume=resume, **{**FINETUNE_RECIPE, **extra, **(train_overrides or {})},
         )  # fmt: skip
 
     return finetune

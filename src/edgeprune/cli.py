@@ -54,6 +54,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
         out=args.out,
         dry_run=args.dry_run,
         trust_checkpoint=args.trust_checkpoint,
+        resume=args.resume,
         train_overrides={"progress": print, **({"device": args.device} if args.device else {})},
         **{k: v for k, v in given.items() if v is not None},
     )
@@ -443,7 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-heads", action="store_true", help="attention blocks (YOLOv10/11/12/26) keep all their heads; by default "
         "an attention's stream loses whole heads, the least important first",
     )  # fmt: skip
-    p.add_argument("--resume", action="store_true", help="budget search: continue from OUT/search/state.json")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed run in OUT: a budget search from OUT/search/state.json (a step's "
+        "fine-tuning from its last finished epoch), a ratio prune's fine-tuning from its last finished epoch",
+    )
     p.add_argument(
         "--device",
         help="fine-tuning device as Ultralytics takes it: cpu, 0, or 0,1 for multi-GPU (default: GPU 0 if any)",

@@ -457,6 +457,7 @@ class UltralyticsDetector(Detector):
         name: str = "finetune",
         progress: Callable[[str], None] | None = None,
         output_distill: OutputDistillation | None = None,
+        resume: bool = False,
         **overrides: Any,
     ) -> Path:
         """Fine-tune with Ultralytics' trainer, keeping the pruned architecture; returns best.pt.
@@ -464,12 +465,30 @@ class UltralyticsDetector(Detector):
         Ultralytics' trainer rebuilds a model from its YAML, which would undo pruning; handing it
         the live module (``trainer.model``) keeps every pruned width. ``distill_model`` (an
         override) distils from that teacher's features; ``output_distill`` adds its predictions
-        (``models/distill.py``).
+        (``models/distill.py``). ``resume=True`` continues a killed run of the same ``name`` after
+        its last finished epoch (``models/ultralytics_resume.py``); this model must be the one that
+        run started from.
         """
         self._check_data(data)
         from ultralytics.models.yolo.detect import DetectionTrainer
 
+        from edgeprune.models import ultralytics_resume
+
         out_dir = Path(out_dir).resolve()
+        run_dir = out_dir / name
+        resumed = None
+        if resume:
+            resumed, why = ultralytics_resume.read_state(run_dir, self.module)
+            say = progress or (lambda _: None)
+            if resumed is None:
+                say(f"  fine-tuning from its start: {why}")
+            elif resumed.epoch + 1 >= epochs:
+                say(f"  fine-tuning had finished its {resumed.epoch + 1} epochs ({resumed.path})")
+                return self._finished_run(run_dir, resumed)
+            else:
+                say(f"  fine-tuning resumes at epoch {resumed.epoch + 2}/{epochs} ({resumed.path})")
+        if resumed is None:  # a fresh run: a state left by an earlier run in this folder is not its own
+            (run_dir / ultralytics_resume.RESUME_FILE).unlink(missing_ok=True)
         args = {
             "model": self.source if str(self.source).endswith(".pt") else "edgeprune.pt",
             "data": str(data),
@@ -497,6 +516,9 @@ class UltralyticsDetector(Detector):
             from edgeprune.models.distill import add_to_trainer
 
             trainer.add_callback("on_pretrain_routine_end", lambda tr: add_to_trainer(tr, output_distill))
+        ultralytics_resume.save_atomically(trainer)
+        if resumed is not None:
+            ultralytics_resume.resume_from(trainer, resumed)
         for p in self.module.parameters():
             p.requires_grad_(True)
         trainer.model = self.module
@@ -507,6 +529,19 @@ class UltralyticsDetector(Detector):
         best = Path(trainer.best if trainer.best.exists() else trainer.last)
         self.module = load_ultralytics_checkpoint(best)
         return best
+
+    def _finished_run(self, run_dir: Path, resumed: Any) -> Path:
+        """The weights of a run that had finished its epochs: best.pt, or the last epoch's EMA when
+        the kill came while Ultralytics rewrote best.pt at the very end."""
+        from edgeprune.models.ultralytics_resume import student_state
+
+        best = run_dir / "weights" / "best.pt"
+        try:
+            self.module = load_ultralytics_checkpoint(best)
+            return best
+        except EdgepruneError:
+            self.module.load_state_dict(student_state(resumed.state["ema"]))
+            return resumed.path
 
     def evaluate(
         self,
@@ -730,7 +765,7 @@ def _epoch_reporter(progress: Callable[[str], None], task: Task) -> Callable[[An
             return
         reported.add(done)
         elapsed = time.perf_counter() - start
-        left = elapsed / done * (total - done)
+        left = elapsed / (done - trainer.start_epoch) * (total - done)  # a resumed run starts later
         m = trainer.metrics or {}
         tloss = getattr(trainer, "tloss", None)
         if isinstance(tloss, dict):

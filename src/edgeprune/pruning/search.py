@@ -23,6 +23,7 @@ tells the latency model's error apart from the machine's drift.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
@@ -152,7 +153,9 @@ class BudgetSearcher:
             final artifact.
         data: a dataset for gradient-based importance and BatchNorm re-estimation.
         calib: INT8 targets: calibration images of the final artifact (the recipe's count of them).
-        finetune: ``finetune(detector, epochs, name)``, called between steps when given.
+        finetune: ``finetune(detector, epochs, name)``, called between steps when given; a
+            resumed search passes ``resume=True`` to one that takes it, to continue a step's
+            fine-tuning killed mid-way from its last finished epoch.
         evaluate: ``evaluate(detector) -> metrics``, called after each step when given.
         proxy: ``proxy(detector) -> loss``, a quick accuracy proxy (lower is better) by which a
             step compares candidates of different actions (``config.actions``) within its goal;
@@ -192,6 +195,7 @@ class BudgetSearcher:
         self.current = detector
         self._resumed_steps = 0
         self._final_tuned = False  # whether the last step taken got the final epochs
+        self.pending: dict[str, Any] | None = None  # the step kept, until it is fine-tuned and saved
 
     @property
     def state_path(self) -> Path:
@@ -210,7 +214,8 @@ class BudgetSearcher:
         state = self._read_state() if resume else None
         if state is not None:
             self.load_state_dict(state)
-            self.say(f"resuming after step {len(self.steps)} ({self.state_path})")
+            done = f"in step {len(self.steps) + 1}" if self.pending else f"after step {len(self.steps)}"
+            self.say(f"resuming {done} ({self.state_path})")
             # the meter times every candidate against the baseline: it needs it again
             again = self.meter.measure(self.source.clone(), "baseline")
             self.say(
@@ -234,7 +239,13 @@ class BudgetSearcher:
 
     # --- stage 2: steps and probes ------------------------------------------------------------
     def run_steps(self) -> None:
-        """Take steps until the goal is reached, the step limit is hit or nothing is left to remove."""
+        """Take steps until the goal is reached, the step limit is hit or nothing is left to remove.
+        A step that was being fine-tuned when the search was interrupted is completed first."""
+        if self.pending is not None:
+            k = self.pending["record"]["step"]
+            self.say(f"step {k}: completing its fine-tuning ({self.pending['epochs']} epochs)")
+            if not self._complete_step(time.perf_counter(), resume=True):
+                return
         last_ms = self.steps[-1].measured_ms if self.steps else self.baseline["measured_ms"]
         if last_ms <= self.goals.final():
             self.say("already within the budget: nothing to prune" if not self.steps else "budget reached")
@@ -255,7 +266,8 @@ class BudgetSearcher:
                 bar.advance()
 
     def _take_step(self, k: int, started: float) -> bool:
-        """Probe, keep, check, fine-tune, evaluate and save step ``k``; False when the search ends."""
+        """Probe, keep and check step ``k``, then complete it (``_complete_step``); False when the
+        search ends."""
         t_step = time.perf_counter()
         best = self._probe(k)
         goal = self.goals.step(k)
@@ -268,42 +280,58 @@ class BudgetSearcher:
         if self.data is not None and self.config.bn_images > 0:
             self.current.recalibrate_batchnorm(self.data, imgsz=self.imgsz, images=self.config.bn_images)
         last, checked, corrected = self._is_last(k, measured)
+        record = StepRecord(
+            k, goal, cand.amount, cand.params, cand.macs, best.predicted_ms, measured, "", {}, 0.0, checked,
+            cand.action, cand.removed,
+        )  # fmt: skip
         # the final epochs go to the model that is kept, once; a step followed by another gets the step epochs
         epochs = self.config.final_epochs if last else self.config.step_epochs
-        self._final_tuned = last
-        if self.finetune is not None and epochs > 0:
-            self.finetune(self.current, epochs, f"step{k}")
-        metrics = self.evaluate(self.current) if self.evaluate is not None else {}
-        ckpt = self.current.save(
-            self.out / "search" / f"step{k}.pt", {"search_step": k, "ratio": cand.amount}
+        self.pending = {
+            "record": asdict(record), "last": last, "corrected": corrected, "epochs": epochs,
+            "seconds": time.perf_counter() - t_step, "model": None,
+        }  # fmt: skip
+        if self.finetune is not None and epochs > 0:  # a kill while fine-tuning resumes it, not the step
+            untuned = self.current.save(self.out / "search" / f"step{k}-untuned.pt", {"search_step": k})
+            self.pending["model"] = str(untuned)
+            self._write_state()
+        return self._complete_step(started)
+
+    def _complete_step(self, started: float, resume: bool = False) -> bool:
+        """Fine-tune, evaluate and save the step in ``self.pending``; with ``resume``, its
+        fine-tuning continues from the last finished epoch. False when the search ends."""
+        pending, t0 = self.pending, time.perf_counter()
+        record = StepRecord(**pending["record"])
+        k = record.step
+        self._final_tuned = pending["last"]
+        if self.finetune is not None and pending["epochs"] > 0:
+            self._finetune(pending["epochs"], f"step{k}", resume)
+        record.metrics = self.evaluate(self.current) if self.evaluate is not None else {}
+        record.checkpoint = str(
+            self.current.save(self.out / "search" / f"step{k}.pt", {"search_step": k, "ratio": record.ratio})
         )
-        self.steps.append(
-            StepRecord(
-                k,
-                goal,
-                cand.amount,
-                cand.params,
-                cand.macs,
-                best.predicted_ms,
-                measured,
-                str(ckpt),
-                metrics,
-                round(time.perf_counter() - t_step, 1),
-                checked,
-                cand.action,
-                cand.removed,
-            )  # fmt: skip
-        )
+        record.seconds = round(pending["seconds"] + time.perf_counter() - t0, 1)
+        self.steps.append(record)
+        self.pending = None
         self._write_state()
-        self._progress(k, best, metrics, started)
-        if last:
+        if pending["model"]:
+            Path(pending["model"]).unlink(missing_ok=True)
+        self._progress(record, started)
+        if pending["last"]:
             return False
-        if k >= self.config.steps and not corrected:
+        if k >= self.config.steps and not pending["corrected"]:
             self.say(
-                f"step {k}: {measured:.2f} ms is above the goal of {self.goals.final():.2f} ms "
+                f"step {k}: {record.measured_ms:.2f} ms is above the goal of {self.goals.final():.2f} ms "
                 f"({self.goals.margin():.0%} under the budget of {self.goals.budget_ms():.2f}); one more step"
             )
         return True
+
+    def _finetune(self, epochs: int, name: str, resume: bool) -> None:
+        """``finetune`` of the current model; ``resume`` is passed on to a function that takes it."""
+        assert self.finetune is not None
+        if resume and "resume" in inspect.signature(self.finetune).parameters:
+            self.finetune(self.current, epochs, name, resume=True)
+        else:
+            self.finetune(self.current, epochs, name)
 
     def _is_last(self, k: int, measured: float) -> tuple[bool, float | None, bool]:
         """Whether step ``k`` is the last one, its stand-alone timing and whether that lowered the goal.
@@ -397,14 +425,16 @@ class BudgetSearcher:
         self.current.save(Path(last.checkpoint), {"search_step": last.step, "ratio": last.ratio})
         self._write_state()
 
-    def _progress(self, k: int, best: _Measured, metrics: dict[str, float], started: float) -> None:
+    def _progress(self, record: StepRecord, started: float) -> None:
+        k, metrics = record.step, record.metrics
         per_step = (time.perf_counter() - started) / max(1, len(self.steps) - self._resumed_steps)
         left = max(0, self.config.steps - k) * per_step
         acc = f", mAP50-95 {metrics['map50_95']:.3f}" if "map50_95" in metrics else ""
         eta = f"about {left / 60:.0f} min left" if left >= 120 else f"about {left:.0f} s left"
         self.say(
-            f"step {k}/{self.config.steps}: {best.measured_ms:.2f} ms measured (predicted {best.predicted_ms:.2f}) "
-            f"vs budget {self.goals.budget_ms():.2f} ms; {best.candidate.params / 1e6:.2f}M params{acc}; {eta}"
+            f"step {k}/{self.config.steps}: {record.measured_ms:.2f} ms measured (predicted "
+            f"{record.predicted_ms:.2f}) vs budget {self.goals.budget_ms():.2f} ms; {record.params / 1e6:.2f}M "
+            f"params{acc}; {eta}"
         )
 
     # --- stage 3: final check -----------------------------------------------------------------
@@ -454,6 +484,7 @@ class BudgetSearcher:
             "steps": [asdict(s) for s in self.steps],
             "probes": [asdict(p) for p in self.probes],
             "points": self.model.points,
+            "pending": self.pending,  # the step kept but not yet fine-tuned, or None
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -466,7 +497,11 @@ class BudgetSearcher:
         self.baseline = state["baseline"]
         self.goals.correction = state.get("correction", 1.0)
         self._resumed_steps = len(self.steps)
-        self.current = load_model(self.steps[-1].checkpoint) if self.steps else self.source.clone()
+        self.pending = state.get("pending")
+        if self.pending is not None:
+            self.current = load_model(self.pending["model"])
+        else:
+            self.current = load_model(self.steps[-1].checkpoint) if self.steps else self.source.clone()
 
     def _read_state(self) -> dict[str, Any] | None:
         path = self.state_path
