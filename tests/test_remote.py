@@ -103,7 +103,24 @@ def sshd_no_sftp(tmp_path_factory):
     yield from _sshd(tmp_path_factory.mktemp("sshd-no-sftp"), sftp=False)
 
 
-def _sshd(d: Path, sftp: bool):
+@pytest.fixture(scope="module")
+def sshd_full_disk(tmp_path_factory):
+    """A server whose sessions' TMPDIR is a 256 kB tmpfs: a host whose disk is (nearly) full."""
+    d = tmp_path_factory.mktemp("sshd-full")
+    tiny = d / "tiny"
+    tiny.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(tiny)], capture_output=True
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mount.stderr.decode().strip()[-200:]}")
+    try:
+        yield from _sshd(d, sftp=True, extra=f"SetEnv TMPDIR={tiny}\n")
+    finally:
+        subprocess.run(["umount", str(tiny)], check=False)
+
+
+def _sshd(d: Path, sftp: bool, extra: str = ""):
     pytest.importorskip("asyncssh")
     if not SSHD.exists():
         pytest.skip("openssh-server is not installed (.ci/run installs it)")
@@ -117,6 +134,7 @@ def _sshd(d: Path, sftp: bool):
         f"AuthorizedKeysFile {d / 'authorized_keys'}\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nLogLevel ERROR\n"
         + ("Subsystem sftp internal-sftp\n" if sftp else "")
+        + extra
     )
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(exist_ok=True)
@@ -332,3 +350,16 @@ def test_a_connection_dropped_mid_run_is_reported_and_its_folder_removed(sshd, o
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "box:" in r.stderr, r.stderr
     assert _leftovers() == before
+
+
+def test_a_host_whose_disk_is_full_is_a_clear_error_and_leaves_nothing(sshd_full_disk, onnx_model, tmp_path):
+    tiny = sshd_full_disk["dir"] / "tiny"
+    r = run_cli(
+        "profile", str(onnx_model), "-t", str(_target(tmp_path)), "--hosts-file", str(_hosts(tmp_path, "box")),
+        "--ssh-config", str(sshd_full_disk["config"]),
+    )  # fmt: skip
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "box: the host's disk is full:" in r.stderr and "MB free and the artifact needs" in r.stderr, (
+        r.stderr
+    )
+    assert list(tiny.iterdir()) == []  # the temporary folder was removed

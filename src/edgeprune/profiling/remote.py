@@ -318,8 +318,18 @@ async def _run_remote(
             result.warnings.append(
                 "the host has no SFTP subsystem: files were copied over the SSH exec channel (cat)"
             )
-        remote_artifact = await _upload(files, artifact, tmp)
-        await files.write(remote_target, target_yaml(target).encode())
+        need = _size(artifact) + SPACE_HEADROOM
+        free = await _free_bytes(run, tmp)
+        if free is not None and free < need:
+            raise EdgepruneError(_no_space(tmp, free, need))
+        try:
+            remote_artifact = await _upload(files, artifact, tmp)
+            await files.write(remote_target, target_yaml(target).encode())
+        except Exception as e:  # SFTP says only "Failure" when the disk fills up mid-copy
+            free = await _free_bytes(run, tmp)
+            if free is not None and free < need:
+                raise EdgepruneError(_no_space(tmp, free, need)) from e
+            raise
         before = parse_conditions((await run(CONDITIONS_SCRIPT, check=False)).stdout)
         has_edgeprune = (await run([spec.python, "-c", "import edgeprune"], check=False)).exit_status == 0
         if has_edgeprune:
@@ -422,6 +432,35 @@ async def _open_files(conn: Any) -> _SftpFiles | _ExecFiles:
             return _SftpFiles(conn)
     except (asyncssh.ChannelOpenError, asyncssh.SFTPError):
         return _ExecFiles(conn)
+
+
+SPACE_HEADROOM = 1 << 20  # the target file, the report and the profiler's own scratch files
+
+
+def _size(artifact: Path) -> int:
+    """Bytes to copy: the artifact, or its whole OpenVINO IR folder."""
+    folder = artifact if artifact.is_dir() else artifact.parent
+    if artifact.is_dir() or folder.name.endswith("_openvino_model"):
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return artifact.stat().st_size
+
+
+async def _free_bytes(run: Any, folder: str) -> int | None:
+    """Free bytes on the host's filesystem of ``folder`` (POSIX ``df -P``); None when unknown."""
+    r = await run(["df", "-Pk", "--", folder], check=False)
+    lines = (r.stdout or "").strip().splitlines()
+    try:
+        return int(lines[-1].split()[3]) * 1024 if r.exit_status == 0 and len(lines) >= 2 else None
+    except (IndexError, ValueError):
+        return None
+
+
+def _no_space(folder: str, free: int, need: int) -> str:
+    return (
+        f"the host's disk is full: {folder} has {free / 1e6:.2f} MB free and the artifact needs "
+        f"{need / 1e6:.2f} MB (with 1 MB for the report); free space there, or point the host's TMPDIR "
+        "at a larger filesystem"
+    )
 
 
 async def _upload(files: _SftpFiles | _ExecFiles, artifact: Path, tmp: str) -> str:
