@@ -62,6 +62,8 @@ def save_atomically(trainer: Any) -> None:
     def save_model() -> bool:
         last, best = Path(trainer.last), Path(trainer.best)
         staged = {best: best.with_name(f".{best.name}.tmp"), last: last.with_name(f".{last.name}.tmp")}
+        for tmp in staged.values():  # left by a run killed mid-write: not this epoch's file
+            tmp.unlink(missing_ok=True)
         trainer.last, trainer.best = staged[last], staged[best]
         try:
             saved = original()

@@ -196,6 +196,7 @@ class BudgetSearcher:
         self._resumed_steps = 0
         self._final_tuned = False  # whether the last step taken got the final epochs
         self.pending: dict[str, Any] | None = None  # the step kept, until it is fine-tuned and saved
+        self._resumed = False
 
     @property
     def state_path(self) -> Path:
@@ -213,6 +214,7 @@ class BudgetSearcher:
         (self.out / "search").mkdir(parents=True, exist_ok=True)
         state = self._read_state() if resume else None
         if state is not None:
+            self._resumed = True  # a fine-tuning the interrupted run had begun continues
             self.load_state_dict(state)
             done = f"in step {len(self.steps) + 1}" if self.pending else f"after step {len(self.steps)}"
             self.say(f"resuming {done} ({self.state_path})")
@@ -420,7 +422,7 @@ class BudgetSearcher:
         if not self.steps or self._final_tuned or self.finetune is None or self.config.final_epochs <= 0:
             return
         last = self.steps[-1]
-        self.finetune(self.current, self.config.final_epochs, f"step{last.step}-final")
+        self._finetune(self.config.final_epochs, f"step{last.step}-final", resume=self._resumed)
         last.metrics = self.evaluate(self.current) if self.evaluate is not None else last.metrics
         self.current.save(Path(last.checkpoint), {"search_step": last.step, "ratio": last.ratio})
         self._write_state()
@@ -441,7 +443,7 @@ class BudgetSearcher:
     def finish(self) -> SearchResult:
         """Save and export the kept model, profile it on its own and judge it."""
         if not self.steps and self.finetune is not None and self.config.final_epochs > 0:
-            self.finetune(self.current, self.config.final_epochs, "final")
+            self._finetune(self.config.final_epochs, "final", resume=self._resumed)
         reference = reference_ms(self.meter) or self.baseline["measured_ms"]
         budget_in_search = self.config.budget_at(reference)
         checkpoint = self.current.save(
