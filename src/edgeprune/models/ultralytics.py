@@ -21,6 +21,7 @@ from torch import nn
 from edgeprune import _optional
 from edgeprune.errors import EdgepruneError, OptionError
 from edgeprune.files import atomic_path, fsync_file
+from edgeprune.models import ultralytics_resume
 from edgeprune.models.base import Detector, ModelAdapter
 from edgeprune.models.distill import OutputDistillation
 from edgeprune.models.safe_load import (
@@ -472,8 +473,6 @@ class UltralyticsDetector(Detector):
         self._check_data(data)
         from ultralytics.models.yolo.detect import DetectionTrainer
 
-        from edgeprune.models import ultralytics_resume
-
         out_dir = Path(out_dir).resolve()
         run_dir = out_dir / name
         resumed = None
@@ -530,17 +529,15 @@ class UltralyticsDetector(Detector):
         self.module = load_ultralytics_checkpoint(best)
         return best
 
-    def _finished_run(self, run_dir: Path, resumed: Any) -> Path:
+    def _finished_run(self, run_dir: Path, resumed: ultralytics_resume.ResumeState) -> Path:
         """The weights of a run that had finished its epochs: best.pt, or the last epoch's EMA when
         the kill came while Ultralytics rewrote best.pt at the very end."""
-        from edgeprune.models.ultralytics_resume import student_state
-
         best = run_dir / "weights" / "best.pt"
         try:
             self.module = load_ultralytics_checkpoint(best)
             return best
         except EdgepruneError:
-            self.module.load_state_dict(student_state(resumed.state["ema"]))
+            self.module.load_state_dict(ultralytics_resume.student_state(resumed.state["ema"]))
             return resumed.path
 
     def evaluate(

@@ -38,14 +38,6 @@ class ResumeState:
     state: dict[str, Any]
     path: Path
 
-    @property
-    def finished(self) -> bool:
-        return self.epoch + 1 >= self.epochs
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)  # DDP
-
 
 def _shapes(sd: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in sd.items() if isinstance(v, torch.Tensor)}
@@ -80,6 +72,8 @@ def save_atomically(trainer: Any) -> None:
 
 
 def _write_state(trainer: Any, path: Path) -> None:
+    from ultralytics.utils.torch_utils import unwrap_model
+
     stopper = trainer.stopper
     state = {
         "version": RESUME_VERSION,
@@ -87,7 +81,7 @@ def _write_state(trainer: Any, path: Path) -> None:
         "epochs": int(trainer.epochs),
         "best_fitness": _float(trainer.best_fitness),
         "stopper": {"best_fitness": _float(stopper.best_fitness), "best_epoch": int(stopper.best_epoch)},
-        "ema": {k: v.detach().clone() for k, v in _unwrap(trainer.ema.ema).state_dict().items()},
+        "ema": unwrap_model(trainer.ema.ema).state_dict(),
         "updates": int(trainer.ema.updates),
         "optimizer": trainer.optimizer.state_dict(),
     }
@@ -142,7 +136,9 @@ def resume_from(trainer: Any, resumed: ResumeState) -> None:
     state = resumed.state
 
     def apply(tr: Any) -> None:
-        model = _unwrap(tr.model)
+        from ultralytics.utils.torch_utils import unwrap_model
+
+        model = unwrap_model(tr.model)
         _load(model, state["ema"])  # Ultralytics, too, resumes from the EMA weights
         _load(tr.ema.ema, state["ema"])
         tr.ema.updates = state["updates"]

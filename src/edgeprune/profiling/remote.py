@@ -437,12 +437,19 @@ async def _open_files(conn: Any) -> _SftpFiles | _ExecFiles:
 SPACE_HEADROOM = 1 << 20  # the target file, the report and the profiler's own scratch files
 
 
+def _copied(artifact: Path) -> Path:
+    """What goes to the host: the artifact, or the whole OpenVINO IR folder it is in."""
+    if not artifact.is_dir() and artifact.parent.name.endswith("_openvino_model"):
+        return artifact.parent
+    return artifact
+
+
 def _size(artifact: Path) -> int:
-    """Bytes to copy: the artifact, or its whole OpenVINO IR folder."""
-    folder = artifact if artifact.is_dir() else artifact.parent
-    if artifact.is_dir() or folder.name.endswith("_openvino_model"):
-        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    return artifact.stat().st_size
+    """Bytes to copy (``_copied``)."""
+    source = _copied(artifact)
+    if source.is_dir():
+        return sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
+    return source.stat().st_size
 
 
 async def _free_bytes(run: Any, folder: str) -> int | None:
@@ -458,19 +465,16 @@ async def _free_bytes(run: Any, folder: str) -> int | None:
 def _no_space(folder: str, free: int, need: int) -> str:
     return (
         f"the host's disk is full: {folder} has {free / 1e6:.2f} MB free and the artifact needs "
-        f"{need / 1e6:.2f} MB (with 1 MB for the report); free space there, or point the host's TMPDIR "
-        "at a larger filesystem"
+        f"{need / 1e6:.2f} MB (with {SPACE_HEADROOM / 2**20:g} MB for the report); free space there, or "
+        "point the host's TMPDIR at a larger filesystem"
     )
 
 
 async def _upload(files: _SftpFiles | _ExecFiles, artifact: Path, tmp: str) -> str:
     """Copy the artifact (a file, or an OpenVINO IR folder) into ``tmp``; returns its remote path."""
-    if artifact.is_dir() or artifact.parent.name.endswith("_openvino_model"):
-        folder = artifact if artifact.is_dir() else artifact.parent
-        await files.put(folder, f"{tmp}/{folder.name}")
-        return f"{tmp}/{folder.name}/{artifact.name}" if artifact.is_file() else f"{tmp}/{folder.name}"
-    await files.put(artifact, f"{tmp}/{artifact.name}")
-    return f"{tmp}/{artifact.name}"
+    source = _copied(artifact)
+    await files.put(source, f"{tmp}/{source.name}")
+    return f"{tmp}/{source.name}" if source == artifact else f"{tmp}/{source.name}/{artifact.name}"
 
 
 async def _trtexec(run: Any, remote_artifact: str, tmp: str, target: Target) -> dict[str, Any]:
