@@ -89,6 +89,57 @@ def test_latency_model_does_not_extend_a_flat_noisy_segment():
     assert m.predict(0.109e9) >= 9.27 * 0.109 / 0.458  # never below proportional to the nearest point
 
 
+def test_latency_model_pools_a_smaller_model_measured_slower():
+    m = LatencyModel()
+    for point in [(175.0, 11.1), (120.0, 8.4), (100.0, 10.1)]:  # 100 ran slower than 120: reversed
+        m.add(*point)
+    # the reversed pair is one point at its means; no negative slope sends a probe far off
+    assert m.predict(110.0) == pytest.approx(9.25)
+    assert m.predict(60.0) < m.predict(100.0) < m.predict(120.0) < m.predict(175.0)
+
+
+def test_a_probe_slower_than_a_larger_model_is_timed_again_and_the_lower_timing_kept(tmp_path):
+    det = load_model("yolov8n.yaml", nc=6)
+    base = 10.0 + det.count(64)["macs"] / 1e6
+    calls, lines = [], []
+    linear = fake_meter(calls)
+
+    def bursty(d, name):  # the first probe of step 1 is hit by a burst of load: 2x its latency
+        ms = linear(d, name)
+        return ms * 2 if len(calls) == 2 else ms
+
+    s = searched(det, SearchConfig(budget_ms=base * 0.55, steps=2), bursty, tmp_path, say=lines.append)
+    first = s.probes[0]
+    assert calls[1:3] == [calls[1], calls[1] + "-again"]  # the same candidate, timed once more
+    assert first.first_ms == pytest.approx(2 * first.measured_ms) and not first.reversed
+    assert first.measured_ms == pytest.approx(10.0 + first.macs / 1e6)
+    assert any("slower than" in line and "timing it again" in line for line in lines)
+    assert all(p.first_ms is None for p in s.probes[1:])  # monotone probes are timed once
+    assert s.steps[-1].measured_ms <= base * 0.55
+
+
+def test_a_runtime_slower_with_less_work_is_pooled_and_warned_about(tmp_path):
+    from edgeprune.pruning.records import reversed_probes_warning
+
+    det = load_model("yolov8n.yaml", nc=6)
+    base_macs = det.count(64)["macs"]
+    lines = []
+
+    def reversed_meter(d, name):  # every model under 80% of the MACs pays a fixed 40% penalty
+        macs = d.count(64)["macs"]
+        return (10.0 + macs / 1e6) * (1.4 if macs < 0.8 * base_macs else 1.0)
+
+    base = 10.0 + base_macs / 1e6
+    config = SearchConfig(budget_ms=base * 0.8, steps=1, extra_steps=1)
+    s = searched(det, config, reversed_meter, tmp_path, say=lines.append)
+    bad = [p for p in s.probes if p.reversed]
+    assert bad and all(p.first_ms is not None for p in bad)
+    assert any("still slower than the larger model" in line for line in lines)
+    warning = reversed_probes_warning(s.probes)
+    assert warning and f"{len(bad)} probe(s) ran slower than a larger model even when timed twice" in warning
+    assert reversed_probes_warning([p for p in s.probes if not p.reversed]) is None
+
+
 def test_goals_walk_from_the_baseline_to_the_budget_under_the_margin():
     timings = [10.0]
     fixed = Goals(SearchConfig(budget_ms=6.0, steps=3, margin=0.05), lambda: timings)
@@ -321,7 +372,7 @@ def test_speedup_is_judged_against_the_baseline_timed_alongside_the_final_check(
     assert set(search) == PRUNE_JSON_SEARCH_KEYS | {"layers"} and search["layers"]
     # ... plus what each step and probe was (width, depth) and what it removed or scored
     assert set(search["steps"][0]) == STEP_KEYS | {"action", "removed"}
-    assert set(search["probes"][0]) == PROBE_KEYS | {"action", "proxy_loss"}
+    assert set(search["probes"][0]) == PROBE_KEYS | {"action", "proxy_loss", "first_ms", "reversed"}
     assert set(search["config"]) == set(SearchConfig.field_names())
     assert {"edgeprune_version", "target", "budget", "baseline", "result", "passed", "verdict", "environment",
             "search", "message"} <= set(report)  # fmt: skip

@@ -401,10 +401,14 @@ def _budget_report(
 ) -> dict[str, Any]:
     """prune.json of a budget search."""
     from edgeprune.profiling.trust import timing_warnings
+    from edgeprune.pruning.records import reversed_probes_warning
 
     b = result.baseline
     # threads are compared with this machine's CPUs only when this machine did the timing
     warnings = timing_warnings(result.stats, t.threads if local else None)
+    reversed_probes = reversed_probes_warning(result.probes)
+    if reversed_probes:
+        warnings.append(reversed_probes)
     return build_report(
         target=t.with_overrides(budget={"latency_ms": result.verdict.budget_ms}),
         baseline=model_block(

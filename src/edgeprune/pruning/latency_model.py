@@ -25,7 +25,8 @@ class LatencyModel:
 
         Points closer than ``MERGE`` (relative MACs) are averaged first: two probes of nearly the
         same size differ mostly by timing noise, and a line through them would extrapolate that
-        noise. Outside the measured range the nearest segment at least ``SPAN`` wide is extended,
+        noise. So are neighbours where the smaller model measured slower (pool adjacent
+        violators): latency is taken as non-decreasing in MACs. Outside the measured range the nearest segment at least ``SPAN`` wide is extended,
         its slope kept between ``FLAT`` x the least-squares slope of all points (a flatter segment
         is timing noise, and extended it sends probes far below their goal) and the nearest
         point's latency per MAC (a steeper one would mean a negative fixed cost).
@@ -53,7 +54,7 @@ class LatencyModel:
                 slope = min(max(slope, self.FLAT * fit), near[1] / max(near[0], 1.0))
                 return float(near[1] + slope * (macs - near[0]))
         slope = (y1 - y0) / (x1 - x0)
-        if slope <= 0:  # noise made a larger model faster: proportional to the nearest point
+        if slope <= 0:  # equal timings (a pooled pair): proportional to the nearest point
             xn, yn = min(pts, key=lambda p: abs(p[0] - macs))
             return float(yn * macs / max(xn, 1.0))
         return float(y0 + slope * (macs - x0))
@@ -69,4 +70,16 @@ class LatencyModel:
                 clusters[-1].append((x, y))
             else:
                 clusters.append([(x, y)])
-        return [(sum(p[0] for p in c) / len(c), sum(p[1] for p in c) / len(c)) for c in clusters]
+        # pool adjacent violators: a smaller model measured slower than a larger one is timing noise
+        # (or a runtime quirk the next probes step over); the two become one point at their means, so
+        # no segment has a negative slope and latency does not fall as MACs grow
+        pooled: list[list[tuple[float, float]]] = []
+        for c in clusters:
+            pooled.append(c)
+            while len(pooled) > 1 and _mean(pooled[-2])[1] > _mean(pooled[-1])[1]:
+                pooled[-2:] = [pooled[-2] + pooled[-1]]
+        return [_mean(c) for c in pooled]
+
+
+def _mean(points: list[tuple[float, float]]) -> tuple[float, float]:
+    return sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points)

@@ -26,6 +26,22 @@ class Probe:
     measured_ms: float
     action: str = "width"
     proxy_loss: float | None = None  # the accuracy proxy, when a step compares several actions
+    # timed twice because its first timing ran slower than a larger model measured before it:
+    first_ms: float | None = None  # that first timing (``measured_ms`` is the lower of the two)
+    reversed: bool = False  # still slower than the larger model after the second timing
+
+
+def reversed_probes_warning(probes: list[Probe]) -> str | None:
+    """The report's warning when probes ran slower than larger models even when timed twice."""
+    bad = [p for p in probes if p.reversed]
+    if not bad:
+        return None
+    where = ", ".join(f"step {p.step} {p.action} {p.ratio:.3f} ({p.measured_ms:.2f} ms)" for p in bad[:3])
+    return (
+        f"{len(bad)} probe(s) ran slower than a larger model even when timed twice ({where}): the runtime's "
+        "latency is not monotone in MACs there, or the machine was loaded throughout; the search pooled "
+        "them as one latency. Check the kept model's measured speed-up, or time on a quiet machine."
+    )
 
 
 @dataclass

@@ -371,12 +371,15 @@ class BudgetSearcher:
                     goal = self.goals.step(k)
                     cand = proposals.at(self._amount_for(goal, proposals, action.limit))
                     predicted = self.model.predict(cand.macs)
-                    measured = self._measure(cand.detector, f"step{k}-{cand.action}{cand.amount:.3f}")
+                    name = f"step{k}-{cand.action}{cand.amount:.3f}"
+                    measured, first, still = self._retime_if_reversed(k, cand, name, self._measure(cand.detector, name))
                     self.model.add(cand.macs, measured)
                     goal = self.goals.step(k)
                     proxy = self.proxy(cand.detector) if self.proxy is not None else None
                     self.probes.append(
-                        Probe(k, cand.amount, cand.params, cand.macs, predicted, measured, cand.action, proxy)
+                        Probe(
+                            k, cand.amount, cand.params, cand.macs, predicted, measured, cand.action, proxy, first, still
+                        )
                     )
                     loss = f", proxy loss {proxy:.3f}" if proxy is not None else ""
                     self.say(
@@ -394,6 +397,41 @@ class BudgetSearcher:
                 if any(close) or all(stuck):  # stuck: the step cannot go further; the next one continues
                     break
         return best
+
+    def _retime_if_reversed(
+        self, k: int, cand: Candidate, name: str, ms: float
+    ) -> tuple[float, float | None, bool]:
+        """A probe measured slower than a larger model timed before it (beyond the tolerance) is
+        timed once more, and the lower timing kept: a burst of load on the machine only ever slows
+        a timing, and a reversed point sends the latency model's next prediction far off (it read a
+        larger model as faster, then jumped from 0.33 to 0.60 of the channels in one probe on an
+        INT8 ONNX Runtime target). Returns the timing kept, the first one when it was timed twice,
+        and whether it is still reversed (``LatencyModel`` then pools the two points)."""
+        faster = self._faster_larger(cand.macs, ms)
+        if faster is None:
+            return ms, None, False
+        macs, larger_ms = faster
+        self.say(
+            f"  step {k} probe: {cand.macs / 1e9:.2f} GMACs measured {ms:.2f} ms, slower than "
+            f"{macs / 1e9:.2f} GMACs at {larger_ms:.2f} ms; timing it again"
+        )
+        again = self._measure(cand.detector, f"{name}-again")
+        kept = min(ms, again)
+        still = self._faster_larger(cand.macs, kept) is not None
+        self.say(
+            f"  step {k} probe: timed again {again:.2f} ms"
+            + ("; still slower than the larger model, the two are pooled" if still else "")
+        )
+        return kept, ms, still
+
+    def _faster_larger(self, macs: float, ms: float) -> tuple[float, float] | None:
+        """The fastest measured point with clearly more MACs than ``macs`` that ran more than the
+        tolerance faster than ``ms``, if any."""
+        larger = [
+            (x, y) for x, y in self.model.points
+            if x > macs * (1 + LatencyModel.MERGE) and ms > y * (1 + self.config.tolerance)
+        ]  # fmt: skip
+        return min(larger, key=lambda p: p[1]) if larger else None
 
     def _measure(self, detector: Detector, name: str) -> float:
         """The meter's timing; the latency model's baseline point follows the meter's frame."""
