@@ -372,13 +372,24 @@ class BudgetSearcher:
                     cand = proposals.at(self._amount_for(goal, proposals, action.limit))
                     predicted = self.model.predict(cand.macs)
                     name = f"step{k}-{cand.action}{cand.amount:.3f}"
-                    measured, first, still = self._retime_if_reversed(k, cand, name, self._measure(cand.detector, name))
+                    measured, first, still = self._retime_if_reversed(
+                        k, cand, name, self._measure(cand.detector, name)
+                    )
                     self.model.add(cand.macs, measured)
                     goal = self.goals.step(k)
                     proxy = self.proxy(cand.detector) if self.proxy is not None else None
                     self.probes.append(
                         Probe(
-                            k, cand.amount, cand.params, cand.macs, predicted, measured, cand.action, proxy, first, still
+                            k,
+                            cand.amount,
+                            cand.params,
+                            cand.macs,
+                            predicted,
+                            measured,
+                            cand.action,
+                            proxy,
+                            first,
+                            still,
                         )
                     )
                     loss = f", proxy loss {proxy:.3f}" if proxy is not None else ""
