@@ -276,8 +276,7 @@ def prune_to_budget(
         config = search_config(t, data, **options)
     elif options:
         raise OptionError(f"give `config` or keyword options, not both (got {', '.join(sorted(options))})")
-    _check_budget_search(config, data, auto_ok=meter is None and host is None)
-    _check_tuning(data, 0, batch)
+    _check_budget_search(config, data, batch, auto_ok=meter is None and host is None)
     out = Path(out)
     if resume and not (out / "search" / "state.json").is_file():
         raise OptionError(
@@ -356,9 +355,9 @@ def _outgrown_teacher(
     )
 
 
-def _check_budget_search(config: SearchConfig, data: str | Path | None, *, auto_ok: bool) -> None:
-    """What the search cannot honour with ``data`` and its meter, refused before any work."""
-    _check_tuning(data, config.final_epochs + config.step_epochs)
+def _check_budget_search(config: SearchConfig, data: str | Path | None, batch: int, *, auto_ok: bool) -> None:
+    """What the search cannot honour with ``data``, ``batch`` and its meter, refused before any work."""
+    _check_tuning(data, config.final_epochs + config.step_epochs, batch)
     if config.distill and data is None:
         raise OptionError("`distill` fine-tunes: it needs `data` and `epochs`")
     config.check_data(data)

@@ -196,12 +196,8 @@ def _parse_yaml(text: str, shown: str) -> tuple[Any, _Lines, list[str]]:
         loader = yaml.SafeLoader(text)  # its reader refuses control characters already here
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        raise ConfigError(f"{shown}: {_yaml_error(exc)}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{shown}: invalid YAML: {' '.join(str(exc).split())}") from None
-    except RecursionError:
-        raise ConfigError(f"{shown}: invalid YAML: nested too deeply") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ConfigError(f"{shown}: {yaml_problem(exc)}") from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -212,8 +208,13 @@ def _parse_yaml(text: str, shown: str) -> tuple[Any, _Lines, list[str]]:
     return data, lines, problems
 
 
-def _yaml_error(exc: yaml.MarkedYAMLError) -> str:
-    """Describe a YAML syntax error as 'line L, column C: invalid YAML: ...'."""
+def yaml_problem(exc: yaml.YAMLError | RecursionError) -> str:
+    """What went wrong parsing YAML, as 'line L, column C: invalid YAML: ...' (the one wording of
+    every YAML file edgeprune reads: targets, recipes, data.yaml, hosts files)."""
+    if isinstance(exc, RecursionError):
+        return "invalid YAML: nested too deeply"
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f"invalid YAML: {' '.join(str(exc).split())}"
 
     def at(mark: Any) -> str:
         return f"line {mark.line + 1}, column {mark.column + 1}"

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from edgeprune.config import yaml_problem
 from edgeprune.errors import ConfigError
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -34,13 +35,8 @@ def read_yaml_mapping(path: str | Path, flag: str, what: str) -> dict[str, Any]:
         raise ConfigError(f"{flag} {path}: not UTF-8 text (byte {e.start}); expected {what}") from None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{flag} {path}: invalid YAML{where}: {problem}") from None
-    except RecursionError:
-        raise ConfigError(f"{flag} {path}: invalid YAML: nested too deeply") from None
+    except (yaml.YAMLError, RecursionError) as e:
+        raise ConfigError(f"{flag} {path}: {yaml_problem(e)}") from None
     if not isinstance(data, dict):
         found = type(data).__name__ if data is not None else "an empty file"
         raise ConfigError(f"{flag} {path}: expected {what} (a mapping), got {found}")

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from edgeprune.config import yaml_problem
 from edgeprune.errors import EdgepruneError
 from edgeprune.targets import Target
 
@@ -75,12 +76,8 @@ def load_hosts_file(path: str | Path) -> list[HostSpec]:
     if any(ln.startswith(("-", "{", "[")) for ln in lines):  # YAML: - {host: jetson1, python: ...}
         try:
             data = yaml.safe_load(text)
-        except RecursionError:
-            raise EdgepruneError(f"{flag} {path}: invalid YAML: nested too deeply") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise EdgepruneError(f"{flag} {path}: invalid YAML{where}: {getattr(e, 'problem', e)}") from None
+        except (yaml.YAMLError, RecursionError) as e:
+            raise EdgepruneError(f"{flag} {path}: {yaml_problem(e)}") from None
         if not isinstance(data, list):
             raise EdgepruneError(f"{flag} {path}: expected a list of hosts (- {{host: name, python: path}})")
         hosts = []
@@ -375,21 +372,20 @@ async def _run_remote(
 
 
 class _SftpFiles:
-    """Files on the host through its SFTP subsystem."""
+    """Files on the host through one SFTP session, open until the connection closes."""
 
-    def __init__(self, conn: Any):
-        self.conn = conn
+    def __init__(self, sftp: Any):
+        self.sftp = sftp
 
     async def put(self, local: Path, remote: str) -> None:
-        async with self.conn.start_sftp_client() as sftp:
-            await sftp.put(str(local), remote, recurse=local.is_dir())
+        await self.sftp.put(str(local), remote, recurse=local.is_dir())
 
     async def write(self, remote: str, data: bytes) -> None:
-        async with self.conn.start_sftp_client() as sftp, sftp.open(remote, "wb") as f:
+        async with self.sftp.open(remote, "wb") as f:
             await f.write(data)
 
     async def read(self, remote: str) -> bytes:
-        async with self.conn.start_sftp_client() as sftp, sftp.open(remote, "rb") as f:
+        async with self.sftp.open(remote, "rb") as f:
             return await f.read()
 
 
@@ -428,8 +424,7 @@ async def _open_files(conn: Any) -> _SftpFiles | _ExecFiles:
     import asyncssh
 
     try:
-        async with conn.start_sftp_client():
-            return _SftpFiles(conn)
+        return _SftpFiles(await conn.start_sftp_client())
     except (asyncssh.ChannelOpenError, asyncssh.SFTPError):
         return _ExecFiles(conn)
 
