@@ -247,6 +247,33 @@ def test_a_search_killed_while_fine_tuning_a_step_resumes_that_fine_tuning_not_t
     assert final["pending"] is None and [r["step"] for r in final["steps"]] == [1, 2, 3]
 
 
+def test_a_search_killed_while_fine_tuning_the_kept_model_resumes_that_fine_tuning_once(tmp_path, monkeypatch):
+    det = load_model("yolov8n.yaml", nc=6)
+    base = 10.0 + det.count(64)["macs"] / 1e6
+    config = SearchConfig(budget_ms=base * 0.5, steps=3, step_epochs=2, final_epochs=3)
+    probe = BudgetSearcher._probe  # after step 1 nothing is left to remove: step 1's model is kept
+    monkeypatch.setattr(BudgetSearcher, "_probe", lambda self, k: probe(self, k) if k == 1 else None)
+    tuned = []
+
+    def finetune(d, epochs, name, resume=False):
+        tuned.append((name, epochs, resume))
+        if name == "step1-final" and not resume:
+            raise KeyboardInterrupt  # killed during the kept model's final fine-tuning
+
+    with pytest.raises(KeyboardInterrupt):
+        searched(det, config, fake_meter([]), tmp_path, finetune=finetune, say=lambda _: None)
+    assert tuned == [("step1", 2, False), ("step1-final", 3, False)]
+    tuned.clear()
+    lines = []
+    searched(det, config, fake_meter([]), tmp_path, resume=True, finetune=finetune, say=lines.append)
+    # the final epochs continue from the last finished one, on the model kept
+    assert tuned == [("step1-final", 3, True)] and any("no channel left" in line for line in lines)
+    assert json.loads((tmp_path / "search" / "state.json").read_text())["final_tuned"] is True
+    tuned.clear()  # killed again after that (say, while exporting): the kept model is not tuned twice
+    searched(det, config, fake_meter([]), tmp_path, resume=True, finetune=finetune, say=lambda _: None)
+    assert tuned == []
+
+
 def test_impossible_budget_exits_3_keeping_the_smallest_model(tmp_path):
     target = tmp_path / "t.yaml"
     target.write_text(

@@ -474,6 +474,7 @@ class BudgetSearcher:
         self._finetune(self.config.final_epochs, f"step{last.step}-final", resume=self._resumed)
         last.metrics = self.evaluate(self.current) if self.evaluate is not None else last.metrics
         self.current.save(Path(last.checkpoint), {"search_step": last.step, "ratio": last.ratio})
+        self._final_tuned = True  # saved: a run resumed after this does not tune the kept model again
         self._write_state()
 
     def _progress(self, record: StepRecord, started: float) -> None:
@@ -536,6 +537,7 @@ class BudgetSearcher:
             "probes": [asdict(p) for p in self.probes],
             "points": self.model.points,
             "pending": self.pending,  # the step kept but not yet fine-tuned, or None
+            "final_tuned": self._final_tuned,  # whether the last step's model got the final epochs
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -549,6 +551,7 @@ class BudgetSearcher:
         self.goals.correction = state.get("correction", 1.0)
         self._resumed_steps = len(self.steps)
         self.pending = state.get("pending")
+        self._final_tuned = state.get("final_tuned", False)
         if self.pending is not None:
             self.current = load_model(self.pending["model"])
         else:
