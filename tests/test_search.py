@@ -247,7 +247,9 @@ def test_a_search_killed_while_fine_tuning_a_step_resumes_that_fine_tuning_not_t
     assert final["pending"] is None and [r["step"] for r in final["steps"]] == [1, 2, 3]
 
 
-def test_a_search_killed_while_fine_tuning_the_kept_model_resumes_that_fine_tuning_once(tmp_path, monkeypatch):
+def test_a_search_killed_while_fine_tuning_the_kept_model_resumes_that_fine_tuning_once(
+    tmp_path, monkeypatch
+):
     det = load_model("yolov8n.yaml", nc=6)
     base = 10.0 + det.count(64)["macs"] / 1e6
     config = SearchConfig(budget_ms=base * 0.5, steps=3, step_epochs=2, final_epochs=3)
