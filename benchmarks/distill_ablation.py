@@ -37,6 +37,7 @@ KD_VARIANTS: dict[str, dict[str, float]] = {
     "both-w1": {"cls_weight": 1.0, "box_weight": 1.0, "temperature": 2.0},
     "output-gated": {"cls_weight": 0.25, "box_weight": 0.25, "temperature": 2.0, "gate": True},
     "output-ungated": {"cls_weight": 0.25, "box_weight": 0.25, "temperature": 2.0, "gate": False},
+    "output-t1-gated": {"cls_weight": 0.25, "box_weight": 0.25, "temperature": 1.0, "gate": True},
 }
 
 
