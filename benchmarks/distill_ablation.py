@@ -84,7 +84,7 @@ def main() -> None:
     teacher.save(teacher_file, {"role": "distillation teacher"})
     print(f"teacher {teacher_map:.4f}; pruned before fine-tuning {before:.4f}", flush=True)
 
-    kd_teacher_file = teacher_file
+    kd_teacher_file, kd_teacher_map = teacher_file, teacher_map
     tag = ""
     if args.kd_teacher is not None:  # a stronger teacher for the same pruned student
         kd_teacher = load_model(args.kd_teacher)
@@ -116,6 +116,7 @@ def main() -> None:
         got = det.evaluate(args.data, imgsz=imgsz)
         row = {
             "mode": name, "distill": mode, "kd_teacher": None if mode == "none" else str(kd_teacher_file),
+            "kd_teacher_map50_95": None if mode == "none" else kd_teacher_map,
             "output_distillation": None if kd is None else asdict(kd), **got, "train_seconds": seconds,
         }  # fmt: skip
         record.parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +139,7 @@ def main() -> None:
             "teacher_params": search["baseline"]["params"], "teacher_macs": search["baseline"]["macs"],
             "search_verdict": search["verdict"], "training": FINETUNE_RECIPE, "rows": rows,
             "output_distillation": asdict(OutputDistillation()), "kd_teacher": str(kd_teacher_file),
+            "kd_teacher_map50_95": kd_teacher_map,
         }  # fmt: skip
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2) + "\n")
