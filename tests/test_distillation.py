@@ -3,6 +3,7 @@
 import csv
 
 import pytest
+import torch
 
 pytest.importorskip("ultralytics")
 
@@ -10,14 +11,19 @@ from edgeprune.models import load_model  # noqa: E402
 from edgeprune.models.distill import OutputDistillation  # noqa: E402
 
 
-def _dis_loss(student, teacher, data, out):
-    """``train/dis_loss`` of one gated epoch of ``student`` distilled from ``teacher``."""
+def _dis_losses(student, teacher, data, out, kd, epochs=1, **kw):
+    """``train/dis_loss`` per epoch of ``student`` distilled from ``teacher``."""
     student.train(
-        data, epochs=1, imgsz=160, batch=4, out_dir=out, name="kd", workers=0, distill_model=str(teacher),
-        dis=0.0, output_distill=OutputDistillation(gate=True),
+        data, epochs=epochs, imgsz=160, batch=4, out_dir=out, name="kd", workers=0, distill_model=str(teacher),
+        dis=0.0, output_distill=kd, **kw,
     )  # fmt: skip
     with (out / "kd" / "results.csv").open() as f:
-        return float(next(csv.DictReader(f, skipinitialspace=True))["train/dis_loss"])
+        return [float(row["train/dis_loss"]) for row in csv.DictReader(f, skipinitialspace=True)]
+
+
+def _dis_loss(student, teacher, data, out):
+    """``train/dis_loss`` of one gated epoch of ``student`` distilled from ``teacher``."""
+    return _dis_losses(student, teacher, data, out, OutputDistillation(gate=True, until_passed=False))[0]
 
 
 def test_the_gate_distils_from_a_teacher_that_knows_better_and_not_from_one_that_does_not(
@@ -82,3 +88,43 @@ def test_a_student_that_ends_above_its_teacher_is_told_why_distillation_may_cost
     assert "--teacher" in said
     assert _outgrown_teacher({"map50_95": 0.4544}, {"map50_95": 0.4473}, "ft.pt") is None
     assert _outgrown_teacher({}, {"map50_95": 0.4}, None) is None  # no data: nothing to judge
+
+
+def test_distillation_stops_for_good_once_the_students_validation_map_reaches_the_teachers(
+    demo_trained, tmp_path, monkeypatch
+):
+    """``until_passed``: the trained student passes an untrained teacher (mAP50-95 0) at its first
+    validation, so epoch 2 is not distilled; a resumed run remembers it. The per-batch gate is off
+    here, so only the validation comparison can stop it."""
+    from edgeprune.models import ultralytics_resume
+    from edgeprune.models.distill import PassedTeacher
+
+    checkpoint, data = demo_trained
+    nc = load_model(checkpoint).module.model[-1].nc
+    blank = load_model("yolov8n.yaml", nc=nc).save(tmp_path / "untrained.pt")
+    said = []
+    kept_on = _dis_losses(load_model(checkpoint), blank, data, tmp_path / "on", OutputDistillation(gate=False, until_passed=False), epochs=2)  # fmt: skip
+    assert kept_on[0] > 0 and kept_on[1] > 0  # without the stop, the terms count in both epochs
+    stopped = _dis_losses(
+        load_model(checkpoint), blank, data, tmp_path / "stop", OutputDistillation(gate=False), epochs=2,
+        progress=said.append,
+    )  # fmt: skip
+    assert stopped[0] > 0 and stopped[1] == 0
+    assert any("output distillation stops after epoch 1: the student's mAP50-95" in line for line in said)
+    assert any("reached the teacher's 0.0000" in line for line in said)
+
+    write = ultralytics_resume._write_state
+
+    def write_then_stop(trainer, path):
+        write(trainer, path)
+        raise KeyboardInterrupt  # as a kill right after epoch 1's state
+
+    monkeypatch.setattr(ultralytics_resume, "_write_state", write_then_stop)
+    kw = dict(kd=OutputDistillation(gate=False), epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        _dis_losses(load_model(checkpoint), blank, data, tmp_path / "resumed", **kw)
+    monkeypatch.setattr(ultralytics_resume, "_write_state", write)
+    saved = torch.load(tmp_path / "resumed" / "kd" / ultralytics_resume.RESUME_FILE, weights_only=True)
+    assert saved["carried"] == {PassedTeacher.KEY: 0}
+    resumed = _dis_losses(load_model(checkpoint), blank, data, tmp_path / "resumed", resume=True, **kw)
+    assert resumed[-1] == 0  # epoch 2, after the resume, is not distilled either

@@ -21,17 +21,23 @@ it is fine-tuned further and passes the teacher's accuracy part way through, aft
 teacher's predictions pull it back. With ``gate`` the terms count on a batch only while the
 teacher's own detection loss on that batch (the student's criterion on the teacher's outputs,
 against the same labels) is below the student's: distillation switches itself off where the
-teacher no longer knows better.
+teacher no longer knows better. A teacher can keep winning that comparison on images it was trained
+on, so with ``until_passed`` distillation also stops for good after the first epoch whose
+validation mAP50-95 (the trainer's own, on the EMA weights) reaches the teacher's on the same
+split: from then on the student fine-tunes as without distillation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from edgeprune.models.ultralytics_resume import carried
 
 
 @dataclass(frozen=True)
@@ -51,12 +57,15 @@ class OutputDistillation:
         temperature: softening of both distributions (the terms are scaled by ``T**2`` so their
             gradients keep their size as ``T`` changes).
         gate: distil a batch only when the teacher's detection loss on it is below the student's.
+        until_passed: stop distilling after the first epoch whose validation mAP50-95 reaches the
+            teacher's (``PassedTeacher``).
     """
 
     cls_weight: float = 0.25
     box_weight: float = 0.25
     temperature: float = 2.0
     gate: bool = True
+    until_passed: bool = True
 
     def __post_init__(self) -> None:
         from edgeprune.errors import OptionError
@@ -118,14 +127,20 @@ def trainer_overrides(mode: str | None, teacher: str | Path | None) -> dict[str,
     return overrides
 
 
-def add_to_trainer(trainer: Any, kd: OutputDistillation) -> None:
+def add_to_trainer(
+    trainer: Any,
+    kd: OutputDistillation,
+    teacher_map: float | None = None,
+    say: Callable[[str], None] | None = None,
+) -> None:
     """Add output distillation to the ``DistillationModel`` an Ultralytics trainer built from its
     ``distill_model`` argument; for its ``on_pretrain_routine_end`` callback.
 
     The trainer's distillation loss (feature distillation, weighted by its ``dis`` argument; 0
     turns it off) gains the output terms. The wrapper's hooks already capture both heads' raw
     outputs; only the live training model changes (checkpoints come from the EMA copy, student
-    only, as without distillation).
+    only, as without distillation). ``teacher_map`` (the teacher's validation mAP50-95) is what
+    ``kd.until_passed`` compares with; ``say`` is told when distillation stops.
     """
     from ultralytics.utils.torch_utils import unwrap_model
 
@@ -134,10 +149,11 @@ def add_to_trainer(trainer: Any, kd: OutputDistillation) -> None:
     head = len(model.feats_idx) - 1  # the hooks' last level is the Detect head's output
     reg_max = model.student_model.model[-1].reg_max
     gated = GateCount()
+    passed = PassedTeacher(trainer, teacher_map, say) if kd.until_passed and teacher_map is not None else None
 
     def loss(batch: dict, preds: Any = None) -> tuple[torch.Tensor, dict]:
         total, items = feature_loss(batch, preds)
-        if not model.training:
+        if not model.training or (passed is not None and passed.stopped):
             return total, items
         teacher = model._teacher_feats[head]
         if kd.gate and not gated.teacher_leads(model.student_model, batch, teacher, total[:-1].sum()):
@@ -174,3 +190,49 @@ class GateCount:
         if self.seen:
             LOGGER.info(f"output distillation: on for {self.on} of {self.seen} batches (the teacher led)")
         self.on = self.seen = 0
+
+
+class PassedTeacher:
+    """Stops output distillation for good after the first epoch whose validation mAP50-95 reaches
+    the teacher's.
+
+    It reads the metrics of the trainer's own validation (wrapping ``trainer.validate``, which runs
+    before the epoch's checkpoint is saved), so the epoch it stopped after is in the resume state
+    (``ultralytics_resume.carried``) and a resumed run does not distil again.
+    """
+
+    KEY = "output_distillation_stopped_after"  # 0-based epoch
+
+    def __init__(self, trainer: Any, teacher_map: float, say: Callable[[str], None] | None = None) -> None:
+        self.trainer, self.teacher_map = trainer, float(teacher_map)
+        self.say = say or _log
+        validate = trainer.validate
+
+        def validate_then_check() -> tuple[Any, Any]:
+            metrics, fitness = validate()
+            self.check(metrics)
+            return metrics, fitness
+
+        trainer.validate = validate_then_check
+
+    @property
+    def stopped(self) -> bool:
+        return carried(self.trainer).get(self.KEY) is not None
+
+    def check(self, metrics: dict[str, float] | None) -> None:
+        """Stop after this epoch if its validation ``metrics`` reach the teacher's mAP50-95."""
+        score = (metrics or {}).get("metrics/mAP50-95(B)")
+        if self.stopped or score is None or float(score) < self.teacher_map:
+            return
+        epoch = int(self.trainer.epoch)
+        carried(self.trainer)[self.KEY] = epoch
+        self.say(
+            f"  output distillation stops after epoch {epoch + 1}: the student's mAP50-95 {float(score):.4f} "
+            f"reached the teacher's {self.teacher_map:.4f}"
+        )
+
+
+def _log(line: str) -> None:
+    from ultralytics.utils import LOGGER
+
+    LOGGER.info(line.strip())

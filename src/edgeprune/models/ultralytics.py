@@ -7,6 +7,7 @@ switches off Ultralytics' network access (connectivity check, events, auto-insta
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
 import time
@@ -514,7 +515,17 @@ class UltralyticsDetector(Detector):
                 )
             from edgeprune.models.distill import add_to_trainer
 
-            trainer.add_callback("on_pretrain_routine_end", lambda tr: add_to_trainer(tr, output_distill))
+            teacher_map = None
+            if output_distill.until_passed:  # the bar the student's validation mAP has to reach
+                teacher_map = _teacher_map50_95(Path(args["distill_model"]), str(data), imgsz, batch * 2)
+                if progress is not None:
+                    progress(
+                        f"  output distillation until the student reaches the teacher's mAP50-95 {teacher_map:.4f}"
+                    )
+            trainer.add_callback(
+                "on_pretrain_routine_end",
+                lambda tr: add_to_trainer(tr, output_distill, teacher_map, progress),
+            )
         ultralytics_resume.save_atomically(trainer)
         if resumed is not None:
             ultralytics_resume.resume_from(trainer, resumed)
@@ -735,6 +746,20 @@ def _value_positional(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tup
 
 def _is_bn_buffer(key: str) -> bool:
     return key.endswith(("running_mean", "running_var", "num_batches_tracked"))
+
+
+def _teacher_map50_95(teacher: Path, data: str, imgsz: int, batch: int) -> float:
+    """The distillation teacher's validation mAP50-95, as the trainer validates (its batch is
+    twice the training batch); once per teacher file and data, as a search fine-tunes often."""
+    stat = teacher.stat()
+    return _teacher_score(str(teacher.resolve()), stat.st_mtime_ns, stat.st_size, data, imgsz, batch)
+
+
+@functools.lru_cache(maxsize=8)
+def _teacher_score(teacher: str, mtime_ns: int, size: int, data: str, imgsz: int, batch: int) -> float:
+    from edgeprune.models import load_model
+
+    return float(load_model(teacher).evaluate(data, imgsz=imgsz, batch=batch)["map50_95"])
 
 
 def _default_device() -> str:

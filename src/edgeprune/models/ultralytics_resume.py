@@ -27,6 +27,15 @@ from edgeprune.files import atomic_path, fsync_file
 
 RESUME_FILE = "edgeprune-resume.pt"
 RESUME_VERSION = 1
+_CARRIED = "edgeprune_carried"
+
+
+def carried(trainer: Any) -> dict[str, int | float | None]:
+    """Plain numbers that callbacks keep on ``trainer`` across a resume (e.g. the epoch output
+    distillation stopped after); saved in the resume state and put back when it is resumed."""
+    if not hasattr(trainer, _CARRIED):
+        setattr(trainer, _CARRIED, {})
+    return getattr(trainer, _CARRIED)
 
 
 @dataclass
@@ -84,6 +93,7 @@ def _write_state(trainer: Any, path: Path) -> None:
         "ema": unwrap_model(trainer.ema.ema).state_dict(),
         "updates": int(trainer.ema.updates),
         "optimizer": trainer.optimizer.state_dict(),
+        "carried": dict(carried(trainer)),
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -146,6 +156,7 @@ def resume_from(trainer: Any, resumed: ResumeState) -> None:
         tr.best_fitness = state["best_fitness"]
         tr.stopper.best_fitness = state["stopper"]["best_fitness"]
         tr.stopper.best_epoch = state["stopper"]["best_epoch"]
+        carried(tr).update(state.get("carried", {}))  # absent from states written before it existed
         tr.start_epoch = resumed.epoch + 1
         tr.scheduler.last_epoch = tr.start_epoch - 1
         student = getattr(model, "student_model", model)
