@@ -128,3 +128,24 @@ def test_distillation_stops_for_good_once_the_students_validation_map_reaches_th
     assert saved["carried"] == {PassedTeacher.KEY: 0}
     resumed = _dis_losses(load_model(checkpoint), blank, data, tmp_path / "resumed", resume=True, **kw)
     assert resumed[-1] == 0  # epoch 2, after the resume, is not distilled either
+
+
+def test_distillation_goes_on_while_the_student_is_below_its_teacher_and_stops_once_it_reaches_it():
+    """The stop's comparison, epoch by epoch: below the teacher nothing changes, reaching it stops
+    distillation after that epoch, and a later worse epoch does not restart it."""
+    from types import SimpleNamespace
+
+    from edgeprune.models.distill import PassedTeacher
+
+    scores = iter([None, 0.40, 0.4118, 0.39])
+    trainer = SimpleNamespace(epoch=0)
+    trainer.validate = lambda: ({"metrics/mAP50-95(B)": s} if (s := next(scores)) is not None else {}, 0.0)
+    said: list[str] = []
+    passed = PassedTeacher(trainer, 0.4118, said.append)
+    for epoch, stopped in enumerate([False, False, True, True]):
+        trainer.epoch = epoch
+        trainer.validate()
+        assert passed.stopped is stopped, epoch
+    assert said == [
+        "  output distillation stops after epoch 3: the student's mAP50-95 0.4118 reached the teacher's 0.4118"
+    ]
