@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/distill_ablation.py --teacher bench-hard/yolov8s.pt \
         --data bench-hard/data/data.yaml [--speedup 2] [--epochs 12] [--modes none,feature,output,both]
-        [--kd-teacher yolov8s-ft12.pt] [--work bench-distill] [--json benchmarks/results/distill_ablation.json]
+        [--kd-teacher yolov8s-ft12.pt] [--recipe KEY=VALUE ...] [--work bench-distill] [--json benchmarks/results/distill_ablation.json]
 
 1. The teacher (a trained checkpoint, e.g. ``hard_preset.py``'s YOLOv8s) is pruned once by the
    budget search to ``--speedup`` times its speed on ``cpu-ort-fp32`` (1 thread, the data's image
@@ -16,6 +16,10 @@ A mode ``output-VARIANT`` is output distillation with the weights or temperature
 ``baseline-ft``: the teacher trained as many more epochs as the student gets) while the student
 stays the one pruned from ``--teacher``; its rows are named ``MODE@STEM``. Each row is kept in
 ``--work/rows`` and reused; the JSON lists every row there (each naming its teacher).
+``--recipe KEY=VALUE`` (repeatable) fine-tunes with a trainer setting over ``FINETUNE_RECIPE``
+(e.g. ``warmup_bias_lr=0.0``); its rows are named ``MODE[KEY=VALUE]`` and compared with the
+``none`` row of the same recipe. Modes fine-tuned with more than one ``--recipe seed=N`` get their
+spread over seeds in the JSON's ``seed_spread``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 # output distillation's weights and temperature per arm, absolute (``output`` and ``both`` alone are
 # ``OutputDistillation()``'s defaults, which the ablation chose)
@@ -45,6 +50,13 @@ KD_VARIANTS: dict[str, dict[str, float]] = {
         "gate": True,
         "until_passed": True,
     },
+    "output-cls-gated-passed": {
+        "cls_weight": 0.25,
+        "box_weight": 0.0,
+        "temperature": 2.0,
+        "gate": True,
+        "until_passed": True,
+    },
 }
 for _name, _kd in KD_VARIANTS.items():  # the rows measured before the stop at the teacher's mAP existed
     _kd.setdefault("until_passed", False)
@@ -60,6 +72,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--modes", default="none,feature,output,both")
     parser.add_argument("--kd-teacher", type=Path)
+    parser.add_argument("--recipe", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--work", type=Path, default=Path("bench-distill"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -67,6 +80,9 @@ def main() -> None:
     unknown = sorted(set(args.modes.split(",")) - known)
     if unknown:
         parser.error(f"unknown modes {unknown}; known: {', '.join(sorted(known))}")
+    change = dict(_setting(item, parser) for item in args.recipe)
+
+    from hard_preset import validation_curve  # this folder's script: the same results.csv reading
 
     from edgeprune.api import prune_to_budget, resolve_target
     from edgeprune.models import load_model
@@ -95,6 +111,8 @@ def main() -> None:
 
     kd_teacher_file, kd_teacher_map = teacher_file, teacher_map
     tag = ""
+    suffix = "".join(f"[{k}={v}]" for k, v in change.items())  # rows with another recipe are other rows
+    recipe = {**FINETUNE_RECIPE, **change}
     if args.kd_teacher is not None:  # a stronger teacher for the same pruned student
         kd_teacher = load_model(args.kd_teacher)
         kd_teacher_map = kd_teacher.evaluate(args.data, imgsz=imgsz)["map50_95"]
@@ -105,7 +123,7 @@ def main() -> None:
     rows = []
     for arm in args.modes.split(","):
         mode = arm.split("-")[0]
-        name = arm if mode == "none" else f"{arm}{tag}"
+        name = (arm if mode == "none" else f"{arm}{tag}") + suffix
         record = work / "rows" / f"{name}.json"
         if record.is_file():
             rows.append(json.loads(record.read_text()))
@@ -119,14 +137,16 @@ def main() -> None:
         t0 = time.perf_counter()
         det.train(
             args.data, epochs=args.epochs, imgsz=imgsz, batch=16, out_dir=work / "runs", name=name,
-            progress=lambda line, m=name: print(f"  {m}: {line.strip()}", flush=True), **FINETUNE_RECIPE, **extra,
+            progress=lambda line, m=name: print(f"  {m}: {line.strip()}", flush=True), **recipe, **extra,
         )  # fmt: skip
         seconds = round(time.perf_counter() - t0, 1)
         got = det.evaluate(args.data, imgsz=imgsz)
+        curve = [round(v, 5) for v in validation_curve(work / "runs" / name / "results.csv")]
         row = {
             "mode": name, "distill": mode, "kd_teacher": None if mode == "none" else str(kd_teacher_file),
             "kd_teacher_map50_95": None if mode == "none" else kd_teacher_map,
-            "output_distillation": None if kd is None else asdict(kd), **got, "train_seconds": seconds,
+            "output_distillation": None if kd is None else asdict(kd), "recipe": recipe, **got,
+            "train_seconds": seconds, "map50_95_by_epoch": curve,
         }  # fmt: skip
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps(row, indent=2) + "\n")
@@ -136,10 +156,17 @@ def main() -> None:
     # every row measured on this pruned student so far (other teachers' included), each naming its teacher
     done = {r["mode"] for r in rows}
     rows += [json.loads(f.read_text()) for f in sorted((work / "rows").glob("*.json")) if f.stem not in done]
-    none = next((r["map50_95"] for r in rows if r["mode"] == "none"), None)
-    for r in rows:
+    nones = {r["mode"]: r["map50_95"] for r in rows if r["distill"] == "none"}
+    for r in rows:  # each row against "none" fine-tuned with the same recipe
+        none = nones.get("none" + r["mode"][len(r["mode"].split("[")[0]) :])
         r["vs_none_points"] = (r["map50_95"] - none) * 100 if none is not None else None
-        print(f"  {r['mode']:<8} {r['map50_95']:.4f}  {r['vs_none_points']:+.2f} points vs none")
+        vs = "" if none is None else f"  {r['vs_none_points']:+.2f} points vs none"
+        print(f"  {r['mode']:<8} {r['map50_95']:.4f}{vs}")
+    seeds = seed_spread(rows)
+    for mode, spread in seeds.items():
+        print(
+            f"  {mode}: seeds {spread['seeds']}, mean {spread['mean']:.4f} (min {spread['min']:.4f}, max {spread['max']:.4f})"
+        )
     if args.json:
         out = {
             "teacher": str(args.teacher), "data": str(args.data), "imgsz": imgsz, "speedup": args.speedup,
@@ -148,10 +175,36 @@ def main() -> None:
             "teacher_params": search["baseline"]["params"], "teacher_macs": search["baseline"]["macs"],
             "search_verdict": search["verdict"], "training": FINETUNE_RECIPE, "rows": rows,
             "output_distillation": asdict(OutputDistillation()), "kd_teacher": str(kd_teacher_file),
-            "kd_teacher_map50_95": kd_teacher_map,
+            "kd_teacher_map50_95": kd_teacher_map, "seed_spread": seeds,
         }  # fmt: skip
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2) + "\n")
+
+
+def seed_spread(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """mAP50-95 over seeds, per mode measured with more than one: rows named ``MODE[seed=N]``
+    (``seed`` given by ``--recipe``) count with the row ``MODE`` as seed 0, Ultralytics' default."""
+    by_mode: dict[str, dict[int, float]] = {}
+    for r in rows:
+        base, _, seed = r["mode"].partition("[seed=")
+        if "[" in base or (seed and "[" in seed):  # another recipe change than the seed
+            continue
+        by_mode.setdefault(base, {})[int(seed.rstrip("]") or 0)] = r["map50_95"]
+    return {
+        mode: {"seeds": sorted(got), "map50_95": [got[k] for k in sorted(got)], "mean": sum(got.values()) / len(got),
+               "min": min(got.values()), "max": max(got.values())}
+        for mode, got in by_mode.items() if len(got) > 1
+    }  # fmt: skip
+
+
+def _setting(item: str, parser: argparse.ArgumentParser) -> tuple[str, Any]:
+    """``--recipe KEY=VALUE``: a trainer setting over ``FINETUNE_RECIPE``, its value read as YAML."""
+    import yaml
+
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        parser.error(f"--recipe {item!r}: expected KEY=VALUE, e.g. warmup_bias_lr=0.0")
+    return key, yaml.safe_load(value)
 
 
 if __name__ == "__main__":
