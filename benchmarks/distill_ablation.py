@@ -158,7 +158,7 @@ def main() -> None:
     rows += [json.loads(f.read_text()) for f in sorted((work / "rows").glob("*.json")) if f.stem not in done]
     nones = {r["mode"]: r["map50_95"] for r in rows if r["distill"] == "none"}
     for r in rows:  # each row against "none" fine-tuned with the same recipe
-        none = nones.get("none" + r["mode"][len(r["mode"].split("[")[0]) :])
+        none = nones.get("none" + _recipe_of(r["mode"])[1])
         r["vs_none_points"] = (r["map50_95"] - none) * 100 if none is not None else None
         vs = "" if none is None else f"  {r['vs_none_points']:+.2f} points vs none"
         print(f"  {r['mode']:<8} {r['map50_95']:.4f}{vs}")
@@ -186,15 +186,22 @@ def seed_spread(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     (``seed`` given by ``--recipe``) count with the row ``MODE`` as seed 0, Ultralytics' default."""
     by_mode: dict[str, dict[int, float]] = {}
     for r in rows:
-        base, _, seed = r["mode"].partition("[seed=")
-        if "[" in base or (seed and "[" in seed):  # another recipe change than the seed
+        base, suffix = _recipe_of(r["mode"])
+        seed = suffix.removeprefix("[seed=").removesuffix("]")
+        if suffix and (seed == suffix or "[" in seed):  # another recipe change than the seed
             continue
-        by_mode.setdefault(base, {})[int(seed.rstrip("]") or 0)] = r["map50_95"]
+        by_mode.setdefault(base, {})[int(seed or 0)] = r["map50_95"]
     return {
         mode: {"seeds": sorted(got), "map50_95": [got[k] for k in sorted(got)], "mean": sum(got.values()) / len(got),
                "min": min(got.values()), "max": max(got.values())}
         for mode, got in by_mode.items() if len(got) > 1
     }  # fmt: skip
+
+
+def _recipe_of(name: str) -> tuple[str, str]:
+    """A row's name split into its mode and its ``[KEY=VALUE]...`` recipe changes (``""`` if none)."""
+    cut = name.find("[")
+    return (name, "") if cut < 0 else (name[:cut], name[cut:])
 
 
 def _setting(item: str, parser: argparse.ArgumentParser) -> tuple[str, Any]:
